@@ -1,0 +1,202 @@
+"""The ``tierroute`` command line: calibrate, evaluate, score, route, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEMO_PROMPTS = [
+    "I was charged twice for my order #4411, can you help?",
+    "Convert this to JSON: name=Ada, role=admin, active=yes",
+    "What does HTTP status 404 mean?",
+    "Prove that the square root of 2 is irrational.",
+    "Refactor this function to avoid the N+1 query and explain the trade-offs:\n"
+    "def totals(users):\n    return {u.id: sum(o.amount for o in Order.objects.filter(user=u)) for u in users}",
+    "A train leaves at 3:40 pm at 48 mph; a second leaves the same station at 4:10 pm at 60 mph on the "
+    "same track. At what time does the second catch the first, and how far from the station?",
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tierroute",
+        description="Complexity-based LLM routing: score prompts and send each to the cheapest tier that answers it well.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def artifact_arg(sp):
+        sp.add_argument("--artifact", help="calibration artifact (default: the one shipped with tierroute)")
+
+    c = sub.add_parser(
+        "calibrate",
+        help="build a calibration artifact from labelled prompts",
+        description="Embed labelled prompts, cross-validate the scorer families (centroid, logistic, kNN+length) "
+        "by APGR, keep the best, and pick the routing threshold. Data: a directory laid out like ../shared/data, "
+        "or JSONL/CSV files with 'prompt' (or 'messages') and weak/strong outcome columns or a simple/complex 'label'.",
+    )
+    c.add_argument("--data", nargs="+", required=True, help="labelled data: directories and/or .jsonl/.csv files")
+    c.add_argument("--exemplars", nargs="*", default=[], help="extra files labelled simple/complex (e.g. your own traffic)")
+    target = c.add_mutually_exclusive_group()
+    target.add_argument("--tier2-share", type=float, help="target share of tier-2 traffic (default 0.15)")
+    target.add_argument("--recover", type=float, help="instead: smallest tier-2 share that recovers this share of the quality gap")
+    c.add_argument("--output", required=True, help="where to write the artifact (JSON)")
+    c.add_argument("--embedding-model", default=None, help="sentence-transformers model id or path (default all-MiniLM-L6-v2)")
+    c.add_argument("--prefix", default="", help="task prefix for the embedding model, e.g. 'classification: '")
+    c.add_argument("--family", choices=["centroid", "logistic", "knn"], help="force a scorer family instead of the CV winner")
+    c.add_argument("--weak-col", help="column of the weak model's outcome (with --strong-col)")
+    c.add_argument("--strong-col", help="column of the strong model's outcome")
+    c.add_argument("--folds", type=int, default=5)
+    c.add_argument("--seed", type=int, default=0)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="APGR / CPT of the router vs. random and prompt-length baselines, with a plot",
+        description="Route labelled prompts with an artifact; report APGR, CPT(50%%), CPT(80%%) per source beside the "
+        "random and prompt-length baselines, the tier split, quality and cost at the artifact's threshold, "
+        "and write one PNG of quality vs. tier-2 calls per source.",
+    )
+    e.add_argument("--data", nargs="+", required=True, help="labelled data with weak/strong outcomes")
+    artifact_arg(e)
+    e.add_argument("--plot-dir", default="eval-plots", help="folder for the PNG plots (default ./eval-plots)")
+    e.add_argument("--cost-tier1", type=float, default=1.0, help="relative cost of one tier-1 request")
+    e.add_argument("--cost-tier2", type=float, default=10.0, help="relative cost of one tier-2 request")
+    e.add_argument("--json", help="also write the full report as JSON here")
+    e.add_argument("--weak-col")
+    e.add_argument("--strong-col")
+
+    s = sub.add_parser(
+        "score",
+        help="score a JSONL traffic log in batch (adds 'score' and 'tier' to each line)",
+        description="Each input line is {\"prompt\": ...} or {\"messages\": [...]} with any other fields; each output "
+        "line is that object with 'score' (0-1) and 'tier' (1|2), in input order. A malformed line is an error "
+        "naming its line number and nothing is written, unless --skip-invalid.",
+    )
+    s.add_argument("--input", required=True)
+    s.add_argument("--output", required=True)
+    artifact_arg(s)
+    s.add_argument("--skip-invalid", action="store_true", help="report and skip malformed lines instead of failing")
+    s.add_argument("--batch-size", type=int, default=32, help="embedding batch size")
+
+    r = sub.add_parser("route", help="route one prompt and print the decision as JSON")
+    r.add_argument("prompt", help="the prompt text")
+    artifact_arg(r)
+
+    d = sub.add_parser("demo", help="route a few example prompts and print how each is routed")
+    artifact_arg(d)
+    return p
+
+
+def _pair(args) -> tuple[str, str] | None:
+    if bool(args.weak_col) != bool(args.strong_col):
+        raise ValueError("--weak-col and --strong-col go together")
+    return (args.weak_col, args.strong_col) if args.weak_col else None
+
+
+def _load_data(paths: list[str], pair=None):
+    from app.routing.data import Dataset, load
+
+    ds = Dataset([])
+    for path in paths:
+        ds = ds.extend(load(path, pair))
+    return ds
+
+
+def cmd_calibrate(args) -> int:
+    from app.routing.calibrate import build_artifact, cross_validate, prepare
+    from app.routing.data import load_file
+    from app.routing.embed import DEFAULT_MODEL, Embedder, EmbedderConfig
+
+    for name in ("tier2_share", "recover"):
+        v = getattr(args, name)
+        if v is not None and not 0.0 < v < 1.0:
+            raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1, got {v}")
+    ds = _load_data(args.data, _pair(args))
+    for path in args.exemplars:
+        ds = ds.extend(load_file(path))
+    print(f"calibration data: {len(ds)} prompts from {', '.join(ds.sources())}", file=sys.stderr)
+    embedder = Embedder(EmbedderConfig(model=args.embedding_model or DEFAULT_MODEL, prefix=args.prefix))
+    prepared = prepare(ds, embedder)
+    table, oof = cross_validate(prepared, n_splits=args.folds, seed=args.seed)
+    art = build_artifact(prepared, embedder, table, oof, args.tier2_share, args.recover, args.family)
+    art.save(args.output)
+    print(table.format())
+    print(
+        f"\nchosen: {art.build['chosen']}; threshold {art.threshold:.4f} "
+        f"-> {100 * art.tier2_share:.1f}% tier 2 on calibration traffic; wrote {args.output}"
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from app.routing.evaluate import evaluate, format_report
+    from app.routing.router import Router
+
+    ds = _load_data(args.data, _pair(args))
+    report = evaluate(Router.load(args.artifact), ds, args.cost_tier1, args.cost_tier2, plot_dir=args.plot_dir)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_score(args) -> int:
+    from app.routing.batch import score_file
+    from app.routing.embed import EmbedderConfig
+    from app.routing.router import Router
+    from app.routing.artifact import load_artifact
+
+    if not Path(args.input).is_file():
+        raise ValueError(f"--input {args.input}: no such file")
+    art = load_artifact(args.artifact)
+    router = Router.load(
+        args.artifact,
+        EmbedderConfig(model=art.embedder.model_id, prefix=art.embedder.prefix, batch_size=args.batch_size),
+    )
+    res = score_file(router, args.input, args.output, skip_invalid=args.skip_invalid)
+    for s in res.skipped:
+        print(f"skipped {s}", file=sys.stderr)
+    print(f"wrote {res.written} rows to {args.output} ({res.tier2} tier 2, {len(res.skipped)} skipped)", file=sys.stderr)
+    return 0
+
+
+def cmd_route(args) -> int:
+    from app.routing.router import Router
+
+    print(Router.load(args.artifact).route(args.prompt).model_dump_json(indent=1))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from app.routing.router import Router
+
+    router = Router.load(args.artifact)
+    print(f"artifact: {router.artifact.build.get('chosen', router.artifact.scorer.family)}, threshold {router.threshold:.4f}")
+    for prompt in DEMO_PROMPTS:
+        d = router.route(prompt)
+        first = prompt.splitlines()[0]
+        print(f"tier {d.tier}  score {d.complexity_score:.3f}  conf {d.confidence:.2f}  {d.router_latency_ms:6.1f} ms  {first[:70]}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from app.routing.artifact import ArtifactError
+    from app.routing.batch import BatchError
+    from app.routing.data import DataError
+
+    handler = {"calibrate": cmd_calibrate, "evaluate": cmd_evaluate, "score": cmd_score, "route": cmd_route, "demo": cmd_demo}
+    try:
+        return handler[args.command](args)
+    except (ArtifactError, BatchError, DataError, ValueError, OSError) as e:
+        print(f"tierroute {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""The calibration artifact: one versioned JSON file holding everything a router needs.
+
+It records the embedding model it was built with (id, dimension, prefix), the
+centroids, the chosen embedding scorer and its parameters (kNN reference set or
+logistic weights), the hybrid LLM weight and band, the threshold and the score
+quantiles it came from, and how it was built (command, data checksums, the
+cross-validation table). Arrays are stored as base64 little-endian float16/32.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+FORMAT = "tierroute.artifact"
+VERSION = 1
+DEFAULT_ARTIFACT = Path(__file__).parent / "artifacts" / "default.json"
+
+
+class ArtifactError(ValueError):
+    """An artifact that cannot be used; the message says why and what to do."""
+
+
+class B64Array(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dtype: Literal["float16", "float32", "int8"]
+    shape: list[int]
+    data: str
+
+    @classmethod
+    def of(cls, a: np.ndarray, dtype: str = "float32") -> "B64Array":
+        a = np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("<"))
+        return cls(dtype=dtype, shape=list(a.shape), data=base64.b64encode(a.tobytes()).decode())
+
+    def array(self) -> np.ndarray:
+        a = np.frombuffer(base64.b64decode(self.data), dtype=np.dtype(self.dtype).newbyteorder("<"))
+        if a.size != int(np.prod(self.shape)):
+            raise ArtifactError(f"array data holds {a.size} values, shape says {self.shape}")
+        return a.reshape(self.shape).astype(np.float32)
+
+
+class EmbedderInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model_id: str
+    dim: int = Field(gt=0)
+    prefix: str = ""
+
+
+class KnnParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    family: Literal["knn"] = "knn"
+    k: int = Field(gt=0)
+    temperature: float = Field(gt=0)
+    length_weight: float
+    length_mean: float
+    length_std: float = Field(gt=0)
+    reference: B64Array  # (n, dim) embeddings of the calibration prompts
+    labels: B64Array  # (n,) training labels in {0, 1}
+
+
+class LogisticParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    family: Literal["logistic"] = "logistic"
+    coef: list[float]
+    intercept: float
+    mean: list[float]
+    scale: list[float]
+
+
+class CentroidParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    family: Literal["centroid"] = "centroid"
+
+
+class Hybrid(BaseModel):
+    """When and how much the router LLM's rating moves the embedding score."""
+
+    model_config = ConfigDict(extra="forbid")
+    band: float = Field(0.10, ge=0, le=1, description="consult the LLM when |q(score) - q(threshold)| <= band")
+    llm_weight: float = Field(0.5, ge=0, le=1)
+    llm_center: float = Field(0.5, ge=0, le=1)
+    fitted: bool = Field(False, description="weight/center fitted on LLM ratings (else defaults)")
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["tierroute.artifact"] = FORMAT
+    version: int = VERSION
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    embedder: EmbedderInfo
+    centroids: dict[Literal["simple", "complex"], list[float]]
+    scorer: KnnParams | LogisticParams | CentroidParams = Field(discriminator="family")
+    threshold: float = Field(ge=0, le=1)
+    tier2_share: float = Field(ge=0, le=1, description="share of calibration prompts at or above threshold")
+    score_quantiles: list[float] = Field(min_length=2, description="out-of-fold score quantiles 0..100%")
+    hybrid: Hybrid = Hybrid()
+    build: dict[str, Any] = Field(default_factory=dict, description="command, data checksums, CV results")
+
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, v: int) -> int:
+        if v != VERSION:
+            raise ValueError(f"artifact version {v} is not supported by this tierroute (expects {VERSION})")
+        return v
+
+    def check_embedder(self, model_id: str, dim: int) -> None:
+        if model_id != self.embedder.model_id or dim != self.embedder.dim:
+            raise ArtifactError(
+                f"artifact was built with embedding model {self.embedder.model_id!r} (dim {self.embedder.dim}) "
+                f"but the router is using {model_id!r} (dim {dim}); re-run `tierroute calibrate` with "
+                f"--embedding-model {model_id!r} or use the embedder the artifact names"
+            )
+
+    def quantile_of(self, score: float | np.ndarray) -> np.ndarray:
+        """Where ``score`` falls in calibration traffic, in [0, 1] (its ECDF value)."""
+        q = np.asarray(self.score_quantiles)
+        return np.interp(score, q, np.linspace(0, 1, len(q)))
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically: the file appears whole or not at all."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self.model_dump_json(indent=1))
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def load_artifact(path: str | Path | None = None) -> Artifact:
+    """Read and validate an artifact (the shipped default when ``path`` is None)."""
+    path = Path(path) if path else DEFAULT_ARTIFACT
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no such artifact (build one with `tierroute calibrate`)") from None
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: not a JSON artifact ({e.msg} at line {e.lineno})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not a tierroute artifact (missing format {FORMAT!r})")
+    try:
+        return Artifact.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ArtifactError(f"{path}: invalid artifact field {where!r}: {first['msg']}") from None

@@ -1,0 +1,168 @@
+"""Complexity scorers: each maps a prompt to a score in [0, 1] (higher = tier 2).
+
+* :func:`centroid_score` — the original design: distances to a "complex" and a
+  "simple" centroid of L2-normalised embeddings. Kept as one reported signal; on
+  MiniLM its scores bunch around 0.5, so thresholds must come from quantiles.
+* :class:`KnnScorer` — similarity-weighted vote of the nearest labelled
+  calibration prompts (the topic signal), plus a prompt-length term on the
+  logit scale (the step-count signal that embeddings miss on word problems).
+* :class:`LogisticScorer` — logistic regression on embeddings and cheap features.
+* :func:`parse_rating` / :func:`rating_score` — the router LLM's 0-10 rating,
+  from its text or from the probabilities of each constrained choice.
+* :func:`hybrid_score` — embedding score, blended with the LLM rating only when
+  the embedding score is unsure (inside the artifact's band).
+
+Which of kNN / logistic / centroid becomes the artifact's embedding scorer is
+decided by cross-validated APGR in :mod:`app.routing.calibrate`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from app.routing.text import FEATURE_NAMES
+
+WORDS = FEATURE_NAMES.index("log_words")
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def logit(p, eps: float = 1e-4):
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
+def centroid_score(emb: np.ndarray, complex_c: np.ndarray, simple_c: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(d_complex - d_simple))`` with Euclidean distances.
+
+    ``emb`` is ``(n, dim)`` or ``(dim,)`` of L2-normalised embeddings.
+    """
+    e = np.atleast_2d(emb)
+    d_complex = np.linalg.norm(e - complex_c, axis=1)
+    d_simple = np.linalg.norm(e - simple_c, axis=1)
+    out = 1.0 / (1.0 + np.exp(d_complex - d_simple))
+    return out if np.ndim(emb) == 2 else out[0]
+
+
+class KnnScorer:
+    """score = sigmoid(logit(weighted kNN vote) + length_weight * z(log words)).
+
+    Neighbours are weighted by ``exp(temperature * cosine)``, so closer prompts
+    count more; labels are the calibration prompts' training labels.
+    """
+
+    def __init__(
+        self,
+        ref: np.ndarray,
+        labels: np.ndarray,
+        k: int,
+        temperature: float,
+        length_weight: float,
+        length_mean: float,
+        length_std: float,
+    ):
+        if len(ref) != len(labels) or len(ref) == 0:
+            raise ValueError("reference embeddings and labels must be non-empty and of the same length")
+        self.ref = np.asarray(ref, dtype=np.float32)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.k = min(int(k), len(self.ref))
+        self.temperature = float(temperature)
+        self.length_weight = float(length_weight)
+        self.length_mean = float(length_mean)
+        self.length_std = float(length_std) or 1.0
+
+    def vote(self, emb: np.ndarray, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:
+        """Weighted share of complex neighbours; ``exclude_self`` drops exact self-matches (in-sample use)."""
+        emb = np.atleast_2d(np.asarray(emb, dtype=np.float32))
+        out = np.empty(len(emb))
+        for s in range(0, len(emb), chunk):
+            sim = emb[s : s + chunk] @ self.ref.T
+            if exclude_self:
+                sim[sim > 0.99999] = -np.inf
+            k = self.k
+            idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+            top = np.take_along_axis(sim, idx, 1)
+            w = np.exp(self.temperature * (top - top.max(axis=1, keepdims=True)))
+            w[~np.isfinite(top)] = 0.0
+            out[s : s + chunk] = (self.labels[idx] * w).sum(1) / np.maximum(w.sum(1), 1e-12)
+        return out
+
+    def length_z(self, feats: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(feats)[:, WORDS] - self.length_mean) / self.length_std
+
+    def score(self, emb: np.ndarray, feats: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        return sigmoid(logit(self.vote(emb, exclude_self)) + self.length_weight * self.length_z(feats))
+
+
+class LogisticScorer:
+    """Logistic regression on ``[embedding, features]``, standardised."""
+
+    def __init__(self, coef: np.ndarray, intercept: float, mean: np.ndarray, scale: np.ndarray):
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = float(intercept)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+
+    def score(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        a = np.hstack([np.atleast_2d(emb), np.atleast_2d(feats)])
+        return sigmoid(((a - self.mean) / self.scale) @ self.coef + self.intercept)
+
+
+# --- Router LLM rating ---------------------------------------------------------
+
+RATING_CHOICES = tuple(str(i) for i in range(11))
+_RATING = re.compile(r"(?<![\d.])(10|[0-9])(?:\s*/\s*10)?(?!\d|\.\d)")
+
+
+def parse_rating(text: str) -> int:
+    """First 0-10 integer in the router LLM's reply ("7", "Rating: 7/10").
+
+    Raises ValueError when there is none, so callers fall back to the embedding score.
+    """
+    m = _RATING.search(text or "")
+    if not m:
+        raise ValueError(f"no 0-10 rating in router LLM output {text[:80]!r}")
+    return int(m.group(1))
+
+
+def rating_score(rating: float | Mapping[str, float]) -> float:
+    """Map a 0-10 rating to [0, 1].
+
+    ``rating`` is a number, or the constrained choice's distribution as
+    ``{"0": logprob, ..., "10": logprob}`` (missing choices count as zero
+    probability); then the result is the expected rating / 10.
+    """
+    if isinstance(rating, Mapping):
+        probs = {k.strip(): math.exp(v) for k, v in rating.items() if k.strip() in RATING_CHOICES and v is not None}
+        total = sum(probs.values())
+        if total <= 0:
+            raise ValueError("no probability mass on any 0-10 rating")
+        value = sum(int(k) * p for k, p in probs.items()) / total
+    else:
+        value = float(rating)
+    if not 0.0 <= value <= 10.0 or math.isnan(value):
+        raise ValueError(f"rating {value} is outside 0-10")
+    return value / 10.0
+
+
+def in_band(score_quantile: float, threshold_quantile: float, band: float) -> bool:
+    """Is the embedding score unsure: within ``band`` (in traffic quantiles) of the threshold?"""
+    return abs(score_quantile - threshold_quantile) <= band + 1e-9
+
+
+def hybrid_score(embedding_score: float, llm_score: float | None, llm_weight: float, llm_center: float) -> float:
+    """The embedding score nudged by the LLM: ``s + w * (llm - center)``, clipped to [0, 1].
+
+    ``center`` is the LLM score that means "no opinion" (the LLM's median rating
+    on calibration traffic); ratings above it push towards tier 2, below it
+    towards tier 1. The embedding score alone when the LLM gave none.
+    """
+    if llm_score is None:
+        return float(embedding_score)
+    return float(np.clip(embedding_score + llm_weight * (llm_score - llm_center), 0.0, 1.0))

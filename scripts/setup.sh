@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Create .venv/ and install tierroute into it, from nothing, idempotently.
+#
+# Torch comes first, as its own step, so that pip never picks a build for us:
+#   * no NVIDIA GPU: the CPU build. A wheel that pip already finds locally
+#     (its configured find-links) is used; otherwise it is downloaded from the
+#     PyTorch CPU index, TORCH_INDEX_URL (default https://download.pytorch.org/whl/cpu).
+#   * NVIDIA GPU (nvidia-smi works), or TIERROUTE_DEVICE=gpu: the CUDA build from PyPI.
+# The project is then installed against a constraints file that pins that torch,
+# so no later dependency can swap it for another build.
+#
+# Environment: PYTHON (default python3), TORCH_VERSION (default 2.13.0),
+# TORCH_INDEX_URL, TIERROUTE_DEVICE (cpu|gpu|auto), TIERROUTE_EXTRAS (default dev).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+TORCH_INDEX_URL="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
+EXTRAS="${TIERROUTE_EXTRAS:-dev}"
+DEVICE="${TIERROUTE_DEVICE:-auto}"
+if [[ "$DEVICE" == auto ]]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then DEVICE=gpu; else DEVICE=cpu; fi
+fi
+
+# Re-run only when something that decides the install changed.
+STAMP="$VENV/.tierroute-setup"
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup.sh" | sha256sum | cut -c1-16) $DEVICE $EXTRAS $TORCH_VERSION"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+  exit 0
+fi
+
+[[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q --upgrade pip
+
+installed_torch="$("$VENV/bin/python" -c 'import torch; print(torch.__version__)' 2>/dev/null || true)"
+if [[ "$DEVICE" == cpu ]]; then
+  if [[ "$installed_torch" != "$TORCH_VERSION+cpu" ]]; then
+    echo "setup: installing torch $TORCH_VERSION (CPU build)"
+    if "${PIP[@]}" install -q --no-index --no-deps "torch==$TORCH_VERSION+cpu" 2>/dev/null; then
+      "${PIP[@]}" install -q "torch==$TORCH_VERSION+cpu"   # its dependencies, from the usual index
+    else
+      "${PIP[@]}" install -q "torch==$TORCH_VERSION+cpu" --index-url "$TORCH_INDEX_URL" --extra-index-url https://pypi.org/simple
+    fi
+  fi
+else
+  if [[ "$installed_torch" != "$TORCH_VERSION"* ]]; then
+    echo "setup: installing torch $TORCH_VERSION (CUDA build)"
+    "${PIP[@]}" install -q "torch==$TORCH_VERSION"
+  fi
+fi
+installed_torch="$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
+echo "torch==$installed_torch" > "$VENV/torch-constraint.txt"
+
+echo "setup: installing tierroute[$EXTRAS] into .venv"
+"${PIP[@]}" install -q -c "$VENV/torch-constraint.txt" -e "$ROOT[$EXTRAS]"
+# PyPI's torchvision/torchaudio/torchcodec builds break imports against CPU torch.
+if [[ "$DEVICE" == cpu ]]; then
+  "${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+fi
+echo "$want" > "$STAMP"
+echo "setup: done (.venv, torch $installed_torch, $DEVICE)"

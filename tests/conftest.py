@@ -1,0 +1,42 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+class FakeEmbedder:
+    """Unit-test double: 8-d unit vectors; texts mentioning 'prove' or 'derive' point one way."""
+
+    model_id = "test/fake-embedder"
+    dim = 8
+
+    class config:
+        prefix = ""
+
+    def encode(self, texts, progress=False):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            rng = np.random.default_rng(abs(hash(t)) % (2**32))
+            v = rng.normal(0, 0.3, self.dim)
+            v[0] += 2.0 if ("prove" in t or "derive" in t) else -2.0
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+
+@pytest.fixture
+def fake_embedder():
+    return FakeEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    from app.routing.embed import get_embedder
+
+    return get_embedder()

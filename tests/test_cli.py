@@ -1,0 +1,135 @@
+"""The tierroute CLI end to end, with the real embedding model and the shipped artifact."""
+
+import json
+
+import pytest
+
+from app.cli import main
+from app.routing.artifact import DEFAULT_ARTIFACT, load_artifact
+
+pytestmark = pytest.mark.slow
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("calibrate", "evaluate", "score", "route", "demo"):
+        assert cmd in out
+
+
+def test_score_adds_score_and_tier_in_input_order(tmp_path, capsys):
+    inp = write_lines(
+        tmp_path / "in.jsonl",
+        [
+            json.dumps({"id": 1, "prompt": "What is the capital of France?"}),
+            json.dumps({"id": 2, "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Prove that there are infinitely many primes."}]}),
+            "",
+            json.dumps({"id": 3, "prompt": "Reset my password please", "user": "u9"}),
+        ],
+    )
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, "score", "--input", str(inp), "--output", str(out))
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [1, 2, 3]
+    assert rows[2]["user"] == "u9" and rows[1]["messages"][0]["content"] == "be brief"
+    thr = load_artifact().threshold
+    for r in rows:
+        assert 0.0 <= r["score"] <= 1.0
+        assert r["tier"] == (2 if r["score"] >= thr else 1)
+
+
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ("{not json", "line 2: invalid JSON"),
+        (json.dumps({"text": "hi"}), "line 2: needs a 'prompt'"),
+        (json.dumps({"prompt": 42}), "line 2: 'prompt' must be a string"),
+        (json.dumps({"messages": [{"role": "assistant", "content": "x"}]}), "line 2: messages: needs at least one"),
+        (json.dumps({"messages": "hello"}), "line 2: invalid 'messages'"),
+        ("[1]", "line 2: expected a JSON object"),
+    ],
+)
+def test_score_bad_line_is_named_and_nothing_is_written(tmp_path, capsys, bad, msg):
+    inp = write_lines(tmp_path / "in.jsonl", [json.dumps({"prompt": "ok"}), bad, json.dumps({"prompt": "ok too"})])
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous contents\n")
+    code, _, err = run(capsys, "score", "--input", str(inp), "--output", str(out))
+    assert code == 2
+    assert msg in err and "nothing was written" in err
+    assert out.read_text() == "previous contents\n"
+    assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".out.jsonl*"))
+
+
+def test_score_skip_invalid_reports_and_skips(tmp_path, capsys):
+    inp = write_lines(tmp_path / "in.jsonl", [json.dumps({"prompt": "a"}), "oops", json.dumps({"prompt": "b"})])
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, "score", "--input", str(inp), "--output", str(out), "--skip-invalid")
+    assert code == 0
+    assert "skipped line 2: invalid JSON" in err
+    assert [json.loads(x)["prompt"] for x in out.read_text().splitlines()] == ["a", "b"]
+
+
+def test_score_missing_input_and_bad_artifact(tmp_path, capsys):
+    code, _, err = run(capsys, "score", "--input", str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "o.jsonl"))
+    assert code == 2 and "no such file" in err
+    inp = write_lines(tmp_path / "in.jsonl", [json.dumps({"prompt": "a"})])
+    bad = tmp_path / "art.json"
+    bad.write_text('{"format": "something else"}')
+    code, _, err = run(capsys, "score", "--input", str(inp), "--output", str(tmp_path / "o.jsonl"), "--artifact", str(bad))
+    assert code == 2 and "not a tierroute artifact" in err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_calibrate_rejects_bad_targets_and_data(tmp_path, capsys):
+    data = write_lines(tmp_path / "d.jsonl", [json.dumps({"prompt": "a", "label": "simple"})])
+    code, _, err = run(capsys, "calibrate", "--data", str(data), "--tier2-share", "1.5", "--output", str(tmp_path / "a.json"))
+    assert code == 2 and "--tier2-share must be between 0 and 1" in err
+    bad = write_lines(tmp_path / "bad.jsonl", [json.dumps({"prompt": "a"})])
+    code, _, err = run(capsys, "calibrate", "--data", str(bad), "--output", str(tmp_path / "a.json"))
+    assert code == 2 and f"{bad}:1" in err
+    assert not (tmp_path / "a.json").exists()
+
+
+def test_evaluate_reports_baselines_and_writes_png(tmp_path, capsys):
+    rows = []
+    for i in range(40):
+        hard = i % 4 == 0
+        prompt = f"Prove that the sum of the first {i + 2} odd numbers is a perfect square, by induction." if hard else f"What is {i} plus one?"
+        rows.append(json.dumps({"prompt": prompt, "weak": not hard, "strong": True}))
+    data = write_lines(tmp_path / "toy.jsonl", rows)
+    code, out, err = run(capsys, "evaluate", "--data", str(data), "--plot-dir", str(tmp_path / "plots"), "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    assert "prompt length" in out and "random" in out and "APGR" in out
+    png = tmp_path / "plots" / "toy.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((tmp_path / "r.json").read_text())["toy"]
+    assert report["router"]["apgr"] > report["random (mean of 20)"]["apgr"]
+    assert 0 <= report["at_threshold"]["tier2_share"] <= 1
+
+
+def test_route_prints_a_full_decision(capsys):
+    code, out, _ = run(capsys, "route", "Design a multi-region, strongly consistent ledger service and justify the trade-offs.")
+    assert code == 0
+    d = json.loads(out)
+    assert d["tier"] in (1, 2) and 0 <= d["complexity_score"] <= 1 and 0 <= d["confidence"] <= 1
+    assert d["threshold"] == pytest.approx(load_artifact().threshold)
+    assert d["router_latency_ms"] > 0 and {"embedding", "centroid"} <= set(d["signals"])
+
+
+def test_default_artifact_matches_packaged_embedder():
+    art = load_artifact(DEFAULT_ARTIFACT)
+    assert art.embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2" and art.embedder.dim == 384

@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from app.routing.data import DataError, load, load_file, load_shared_dir
+from conftest import SHARED_DATA
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_jsonl_with_outcomes_and_labels(tmp_path):
+    p = write(
+        tmp_path,
+        "d.jsonl",
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"prompt": "a", "weak": False, "strong": True},
+                {"prompt": "b", "weak": 1, "strong": 1},
+                {"messages": [{"role": "user", "content": "c"}], "label": "complex"},
+                {"prompt": "d", "label": "simple", "category": "intent"},
+            ]
+        ),
+    )
+    ds = load(p)
+    assert [e.target for e in ds.examples] == [1, 0, 1, 0]
+    assert ds.examples[2].text == "c" and ds.examples[3].group == "intent"
+    assert ds.examples[0].source == "d" and str(p) in ds.checksums
+
+
+def test_csv_with_routellm_columns_and_custom_pair(tmp_path):
+    p = write(tmp_path, "m.csv", "prompt,mistralai/Mixtral-8x7B-Instruct-v0.1,gpt-4-1106-preview\nq1,False,True\nq2,True,True\n")
+    assert [e.target for e in load_file(p).examples] == [1, 0]
+    p2 = write(tmp_path, "c.csv", "prompt,small,big\nq,0.2,0.9\n")
+    assert load_file(p2, pair=("small", "big")).examples[0].strong == 0.9
+
+
+@pytest.mark.parametrize(
+    "line,msg",
+    [
+        ('{"prompt": "a"}', "no outcomes and no label"),
+        ('{"prompt": "", "label": 1}', "non-empty 'prompt'"),
+        ('{"prompt": "a", "label": "maybe"}', "label 'maybe'"),
+        ('{"prompt": "a", "weak": "x", "strong": 1}', "cannot read outcome"),
+        ("[1, 2]", "expected a JSON object"),
+        ("{not json", "invalid JSON"),
+    ],
+)
+def test_bad_rows_name_file_and_line(tmp_path, line, msg):
+    p = write(tmp_path, "bad.jsonl", '{"prompt": "ok", "label": 0}\n' + line + "\n")
+    with pytest.raises(DataError, match=msg) as e:
+        load_file(p)
+    assert f"{p}:2" in str(e.value)
+
+
+def test_missing_and_unsupported_files(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_file(tmp_path / "nope.jsonl")
+    with pytest.raises(DataError, match="unsupported"):
+        load_file(write(tmp_path, "x.txt", "hi"))
+    with pytest.raises(DataError, match="no calibration data"):
+        load_shared_dir(tmp_path)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")
+def test_shared_dir_layout_and_needs_strong_rates():
+    ds = load_shared_dir(SHARED_DATA)
+    mmlu, gsm = ds.subset("mmlu"), ds.subset("gsm8k")
+    assert len(mmlu) == 4149 and len(gsm) == 391 and len(ds.subset("arena-hard")) == 500
+    # SOURCES.md: needs_strong is 18 % of MMLU and 27 % of GSM8K prompts
+    assert round(100 * sum(e.target for e in mmlu) / len(mmlu)) == 18
+    assert round(100 * sum(e.target for e in gsm) / len(gsm)) == 27
+    assert {e.group for e in mmlu} >= {"abstract_algebra", "professional_law"}
+    assert all(e.target == 1 for e in ds.subset("arena-hard"))

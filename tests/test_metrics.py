@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from app.routing.metrics import apgr, cost_ratio, cpt, curve, length_scores, routed_performance, summarize
+
+# 4 prompts: weak right on 0,1; strong right on 0,1,2,3. Gap recovered by routing 2,3.
+WEAK = np.array([1, 1, 0, 0])
+STRONG = np.array([1, 1, 1, 1])
+
+
+def test_routed_performance_counts_ties_as_strong():
+    assert routed_performance([0.1, 0.2, 0.3, 0.4], WEAK, STRONG, 0.3) == (0.5, 1.0)
+
+
+def test_oracle_router_curve_and_apgr_by_hand():
+    c = curve([0.1, 0.2, 0.9, 0.8], WEAK, STRONG, n_bins=4)
+    # quantile edges 0.1, 0.175, 0.5, 0.825, 0.9 (+ above max): 0.825 and 0.9 both give 25 %
+    assert c.strong_share.tolist() == [0.0, 0.25, 0.25, 0.5, 0.75, 1.0]
+    assert c.performance.tolist() == [0.5, 0.75, 0.75, 1.0, 1.0, 1.0]
+    # area = trapezoids: .25*(.5+.75)/2 + .25*(.75+1)/2 + .5*1 = 0.875; APGR = (0.875-0.5)/(1-0.5)
+    assert apgr(c) == pytest.approx(0.75)
+    assert cpt(c, 0.5) == pytest.approx(0.25)
+    assert cpt(c, 0.8) == pytest.approx(0.25 + 0.25 * (0.8 - 0.5) / 0.5)
+
+
+def test_reversed_router_is_worst():
+    c = curve([0.9, 0.8, 0.1, 0.2], WEAK, STRONG, n_bins=4)
+    # 0% -> .5, 25% -> .5, 50% -> .5, 75% -> .75, 100% -> 1: area .125+.125+.15625+.21875=.625
+    assert apgr(c) == pytest.approx(0.25)
+    assert cpt(c, 0.5) == pytest.approx(0.75)
+
+
+def test_random_router_is_near_half_on_average():
+    rng = np.random.default_rng(1)
+    w = rng.random(2000) < 0.6
+    g = w | (rng.random(2000) < 0.5)
+    vals = [summarize(rng.random(2000), w, g)["apgr"] for _ in range(10)]
+    assert 0.45 < np.mean(vals) < 0.55
+
+
+def test_apgr_undefined_without_gap_and_shape_checked():
+    with pytest.raises(ValueError):
+        apgr(curve([0.1, 0.2], [1, 1], [1, 1]))
+    with pytest.raises(ValueError):
+        curve([0.1], [1, 0], [1, 1])
+
+
+def test_length_baseline_and_cost():
+    assert length_scores(["a", "abc"]).tolist() == [1.0, 3.0]
+    assert cost_ratio(0.15, 1.0, 10.0) == pytest.approx((0.15 * 10 + 0.85) / 10)
+    assert cost_ratio(1.0, 1.0, 10.0) == 1.0
