@@ -36,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "calibrate",
         help="build a calibration artifact from labelled prompts",
-        description="Embed labelled prompts, cross-validate the scorer families (centroid, logistic, kNN+length) "
-        "by APGR, keep the best, and pick the routing threshold. Data: a directory laid out like ../shared/data, "
+        description="Embed labelled prompts, cross-validate the scorer families (centroid, logistic, kNN+length, "
+        "blend) by APGR (AUC for label-only data), keep the best, and pick the routing threshold. Data: a directory laid out like ../shared/data, "
         "or JSONL/CSV files with 'prompt' (or 'messages') and weak/strong outcome columns or a simple/complex 'label'.",
     )
     c.add_argument("--data", nargs="+", required=True, help="labelled data: directories and/or .jsonl/.csv files")
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, help="where to write the artifact (JSON)")
     c.add_argument("--embedding-model", default=None, help="sentence-transformers model id or path (default all-MiniLM-L6-v2)")
     c.add_argument("--prefix", default="", help="task prefix for the embedding model, e.g. 'classification: '")
-    c.add_argument("--family", choices=["centroid", "logistic", "knn"], help="force a scorer family instead of the CV winner")
+    c.add_argument("--family", choices=["centroid", "logistic", "knn", "blend"], help="force a scorer family instead of the CV winner")
     c.add_argument("--weak-col", help="column of the weak model's outcome (with --strong-col)")
     c.add_argument("--strong-col", help="column of the strong model's outcome")
     c.add_argument("--folds", type=int, default=5)
@@ -122,8 +122,8 @@ def cmd_calibrate(args) -> int:
     print(f"calibration data: {len(ds)} prompts from {', '.join(ds.sources())}", file=sys.stderr)
     embedder = Embedder(EmbedderConfig(model=args.embedding_model or DEFAULT_MODEL, prefix=args.prefix))
     prepared = prepare(ds, embedder)
-    table, oof = cross_validate(prepared, n_splits=args.folds, seed=args.seed)
-    art = build_artifact(prepared, embedder, table, oof, args.tier2_share, args.recover, args.family)
+    table, oof, specs = cross_validate(prepared, n_splits=args.folds, seed=args.seed)
+    art = build_artifact(prepared, embedder, table, oof, specs, args.tier2_share, args.recover, args.family)
     art.save(args.output)
     print(table.format())
     print(

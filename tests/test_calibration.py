@@ -25,12 +25,12 @@ def synthetic(n=120, seed=0):
 @pytest.fixture
 def built(fake_embedder):
     p = prepare(synthetic(), fake_embedder, progress=False)
-    table, oof = cross_validate(p, n_splits=3, progress=False)
-    return p, table, oof
+    table, oof, specs = cross_validate(p, n_splits=3, progress=False)
+    return p, table, oof, specs
 
 
 def test_cross_validation_ranks_signal_above_random(built):
-    _, table, _ = built
+    _, table, _, _ = built
     knn = max(v["synth APGR"] for k, v in table.rows.items() if k.startswith("knn"))
     assert knn > 0.8
     assert table.rows["baseline: random (mean of 20)"]["synth APGR"] < 0.65
@@ -38,14 +38,14 @@ def test_cross_validation_ranks_signal_above_random(built):
 
 
 def test_threshold_hits_target_share_and_artifact_round_trips(built, fake_embedder, tmp_path):
-    p, table, oof = built
-    art = build_artifact(p, fake_embedder, table, oof, tier2_share=0.3)
+    p, table, oof, specs = built
+    art = build_artifact(p, fake_embedder, table, oof, specs, tier2_share=0.3)
     assert art.tier2_share == pytest.approx(0.3, abs=0.05)
     path = art.save(tmp_path / "a.json")
     again = load_artifact(path)
     assert again == art
     r1, r2 = Router(art, fake_embedder), Router(again, fake_embedder)
-    texts = ["please prove that 7 is prime", "what is a cat"]
+    texts = ["please prove or derive result 7 " + "word " * 10, "what is item 7 " + "word " * 10]
     s1, s2 = r1.score_texts(texts).score, r2.score_texts(texts).score
     np.testing.assert_allclose(s1, s2, rtol=1e-6)
     assert s1[0] > s1[1]
@@ -56,16 +56,16 @@ def test_threshold_hits_target_share_and_artifact_round_trips(built, fake_embedd
 
 
 def test_recover_target_and_forced_family(built, fake_embedder):
-    p, table, oof = built
-    art = build_artifact(p, fake_embedder, table, oof, tier2_share=None, recover=0.8, family="logistic")
+    p, table, oof, specs = built
+    art = build_artifact(p, fake_embedder, table, oof, specs, tier2_share=None, recover=0.8, family="logistic")
     assert art.scorer.family == "logistic"
     # the oracle needs 1/3 tier 2 for the whole gap; 80 % of it needs at most about that much
     assert 0.05 < art.tier2_share < 0.5
 
 
 def test_llm_consulted_only_inside_band(built, fake_embedder):
-    p, table, oof = built
-    art = build_artifact(p, fake_embedder, table, oof, tier2_share=0.3)
+    p, table, oof, specs = built
+    art = build_artifact(p, fake_embedder, table, oof, specs, tier2_share=0.3)
     router = Router(art, fake_embedder)
     q_t = float(art.quantile_of(art.threshold))
     assert router.wants_llm(q_t) and router.wants_llm(q_t + art.hybrid.band * 0.9)
@@ -77,8 +77,8 @@ def test_llm_consulted_only_inside_band(built, fake_embedder):
 
 
 def test_wrong_embedder_and_corrupt_artifacts_are_clear_errors(built, fake_embedder, tmp_path):
-    p, table, oof = built
-    art = build_artifact(p, fake_embedder, table, oof)
+    p, table, oof, specs = built
+    art = build_artifact(p, fake_embedder, table, oof, specs)
     with pytest.raises(ArtifactError, match="built with embedding model 'test/fake-embedder'"):
         art.check_embedder("sentence-transformers/all-MiniLM-L6-v2", 384)
     path = art.save(tmp_path / "a.json")

@@ -133,3 +133,19 @@ def test_route_prints_a_full_decision(capsys):
 def test_default_artifact_matches_packaged_embedder():
     art = load_artifact(DEFAULT_ARTIFACT)
     assert art.embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2" and art.embedder.dim == 384
+
+
+def test_shipped_router_ranks_clear_cases_and_handles_messages():
+    from app.routing.router import Router
+
+    router = Router.load()
+    simple = router.route("What is the capital of France?")
+    hard = router.route("Prove that every bounded monotone sequence of real numbers converges.")
+    assert simple.tier == 1 and hard.complexity_score > simple.complexity_score
+    chat = router.route(
+        [
+            {"role": "system", "content": "You are a support bot."},
+            {"role": "user", "content": "Prove that every bounded monotone sequence of real numbers converges."},
+        ]
+    )
+    assert chat.complexity_score == pytest.approx(hard.complexity_score, abs=1e-5)

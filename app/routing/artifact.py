@@ -75,6 +75,16 @@ class LogisticParams(BaseModel):
     scale: list[float]
 
 
+class BlendParams(BaseModel):
+    """sigmoid((1 - weight) * logit(knn) + weight * logit(logistic))."""
+
+    model_config = ConfigDict(extra="forbid")
+    family: Literal["blend"] = "blend"
+    knn: KnnParams
+    logistic: LogisticParams
+    weight: float = Field(ge=0, le=1)
+
+
 class CentroidParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     family: Literal["centroid"] = "centroid"
@@ -97,7 +107,7 @@ class Artifact(BaseModel):
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     embedder: EmbedderInfo
     centroids: dict[Literal["simple", "complex"], list[float]]
-    scorer: KnnParams | LogisticParams | CentroidParams = Field(discriminator="family")
+    scorer: KnnParams | LogisticParams | BlendParams | CentroidParams = Field(discriminator="family")
     threshold: float = Field(ge=0, le=1)
     tier2_share: float = Field(ge=0, le=1, description="share of calibration prompts at or above threshold")
     score_quantiles: list[float] = Field(min_length=2, description="out-of-fold score quantiles 0..100%")

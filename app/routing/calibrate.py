@@ -4,7 +4,8 @@
 2. Cross-validate each scorer family (centroid, logistic regression, kNN +
    length) over a small grid, with the same folds for all. Rows with weak/strong
    outcomes are scored by APGR per source; label-only rows by ROC AUC.
-3. Keep the family and parameters with the best mean APGR, refit on all rows.
+3. Add blends of the best kNN and the best logistic candidate; keep the
+   candidate with the best mean per-source metric, refit on all rows.
 4. Pick the threshold from the chosen scorer's *out-of-fold* scores (in-sample
    kNN scores would be optimistic): for a target share of tier-2 traffic, or for
    the smallest share that recovers a target share of the quality gap. Every
@@ -27,16 +28,26 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from app import __version__
-from app.routing.artifact import Artifact, B64Array, CentroidParams, EmbedderInfo, Hybrid, KnnParams, LogisticParams
+from app.routing.artifact import (
+    Artifact,
+    B64Array,
+    BlendParams,
+    CentroidParams,
+    EmbedderInfo,
+    Hybrid,
+    KnnParams,
+    LogisticParams,
+)
 from app.routing.data import Dataset
 from app.routing.embed import Embedder
 from app.routing.metrics import apgr, curve, length_scores, summarize
-from app.routing.scorers import WORDS, KnnScorer, LogisticScorer, centroid_score
+from app.routing.scorers import WORDS, KnnScorer, LogisticScorer, blend_scores, centroid_score
 from app.routing.text import feature_matrix
 
 KNN_GRID = [(k, b) for k in (30, 100, 200) for b in (0.0, 0.25, 0.5, 1.0)]
 KNN_TEMPERATURE = 10.0
 LOGISTIC_GRID = (0.01, 0.1)
+BLEND_WEIGHTS = (0.3, 0.5)
 
 
 @dataclass
@@ -50,9 +61,10 @@ class Table:
 
     def format(self) -> str:
         cols = sorted({c for r in self.rows.values() for c in r})
-        lines = ["candidate".ljust(30) + "".join(c.rjust(16) for c in cols)]
+        width = max(map(len, self.rows)) + 2
+        lines = ["candidate".ljust(width) + "".join(c.rjust(16) for c in cols)]
         for name, r in self.rows.items():
-            lines.append(name.ljust(30) + "".join((f"{r[c]:.3f}" if c in r else "-").rjust(16) for c in cols))
+            lines.append(name.ljust(width) + "".join((f"{r[c]:.3f}" if c in r else "-").rjust(16) for c in cols))
         return "\n".join(lines)
 
 
@@ -96,9 +108,13 @@ def evaluate_scores(p: Prepared, scores: np.ndarray) -> dict[str, float]:
     return out
 
 
-def mean_apgr(metrics: dict[str, float]) -> float:
-    vals = [v for k, v in metrics.items() if k.endswith("APGR")]
-    return float(np.mean(vals)) if vals else float("nan")
+def selection_score(metrics: dict[str, float]) -> float:
+    """Mean over sources of APGR (outcome data) or ROC AUC (label-only data).
+
+    Both are 0.5 for a random router and 1.0 for a perfect ranking, so every
+    source -- MMLU-style, GSM8K-style, chat exemplars -- weighs the same.
+    """
+    return float(np.mean(list(metrics.values()))) if metrics else float("nan")
 
 
 def folds(p: Prepared, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -130,41 +146,58 @@ def centroids(p: Prepared, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p.emb[rows][y == 1].mean(0), p.emb[rows][y == 0].mean(0)
 
 
-def candidates(p: Prepared) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
-    """name -> fit on train rows, score test rows."""
-    out: dict[str, Callable] = {}
+def candidates(p: Prepared) -> dict[str, tuple[dict, Callable[[np.ndarray, np.ndarray], np.ndarray]]]:
+    """name -> (spec, fit on train rows and score test rows)."""
+    out: dict[str, tuple[dict, Callable]] = {}
 
     def centroid(tr, te):
         c, s = centroids(p, tr)
         return centroid_score(p.emb[te], c, s)
 
-    out["centroid"] = centroid
+    out["centroid"] = ({"family": "centroid"}, centroid)
     for C in LOGISTIC_GRID:
-        out[f"logistic C={C}"] = lambda tr, te, C=C: fit_logistic(p, tr, C).score(p.emb[te], p.feats[te])
+        out[f"logistic C={C}"] = (
+            {"family": "logistic", "C": C},
+            lambda tr, te, C=C: fit_logistic(p, tr, C).score(p.emb[te], p.feats[te]),
+        )
     for k, b in KNN_GRID:
-        out[f"knn k={k} length={b}"] = lambda tr, te, k=k, b=b: fit_knn(p, tr, k, b).score(p.emb[te], p.feats[te])
+        out[f"knn k={k} length={b}"] = (
+            {"family": "knn", "k": k, "length": b},
+            lambda tr, te, k=k, b=b: fit_knn(p, tr, k, b).score(p.emb[te], p.feats[te]),
+        )
     return out
 
 
 def cross_validate(p: Prepared, n_splits: int = 5, seed: int = 0, progress: bool = True):
-    """Out-of-fold scores and metrics of every candidate, plus the baselines."""
-    table, oof_all = Table(), {}
+    """Out-of-fold scores, metrics and specs of every candidate, plus the baselines.
+
+    Blends combine the best kNN and the best logistic candidate on the logit
+    scale: kNN carries topic and length, the linear model generalises better
+    to chat prompts far from any calibration neighbour.
+    """
+    table, oof_all, specs = Table(), {}, {}
     cands = candidates(p)
     splits = folds(p, n_splits, seed)
     bar = tqdm(total=len(cands) * len(splits), desc="cross-validating", unit="fit", disable=not progress)
-    for name, fit in cands.items():
+    for name, (spec, fit) in cands.items():
         oof = np.zeros(len(p.y))
         for tr, te in splits:
             oof[te] = fit(tr, te)
             bar.update()
-        oof_all[name] = oof
+        oof_all[name], specs[name] = oof, spec
         table.add(name, evaluate_scores(p, oof))
     bar.close()
+    best = {f: max((n for n in specs if specs[n]["family"] == f), key=lambda n: selection_score(table.rows[n])) for f in ("knn", "logistic")}
+    for w in BLEND_WEIGHTS:
+        name = f"blend {best['knn']} + {best['logistic']} w={w}"
+        oof_all[name] = blend_scores(oof_all[best["knn"]], oof_all[best["logistic"]], w)
+        specs[name] = {"family": "blend", "knn": specs[best["knn"]], "logistic": specs[best["logistic"]], "weight": w}
+        table.add(name, evaluate_scores(p, oof_all[name]))
     table.add("baseline: prompt length", evaluate_scores(p, length_scores([e.text for e in p.ds.examples])))
     rng = np.random.default_rng(seed)
     rand = [evaluate_scores(p, rng.random(len(p.y))) for _ in range(20)]
     table.add("baseline: random (mean of 20)", {k: float(np.mean([r[k] for r in rand])) for k in rand[0]})
-    return table, oof_all
+    return table, oof_all, specs
 
 
 def source_weights(src: np.ndarray) -> np.ndarray:
@@ -201,34 +234,43 @@ def choose_threshold(
     return threshold, share
 
 
+def _knn_params(p: Prepared, spec: dict) -> KnnParams:
+    knn = fit_knn(p, np.arange(len(p.y)), spec["k"], spec["length"])
+    return KnnParams(
+        k=knn.k, temperature=KNN_TEMPERATURE, length_weight=knn.length_weight, length_mean=knn.length_mean,
+        length_std=knn.length_std, reference=B64Array.of(p.emb, "float16"), labels=B64Array.of(p.y, "int8"),
+    )  # fmt: skip
+
+
+def _logistic_params(p: Prepared, spec: dict) -> LogisticParams:
+    lr = fit_logistic(p, np.arange(len(p.y)), spec["C"])
+    return LogisticParams(coef=lr.coef.tolist(), intercept=lr.intercept, mean=lr.mean.tolist(), scale=lr.scale.tolist())
+
+
 def build_artifact(
     p: Prepared,
     embedder: Embedder,
     table: Table,
     oof_all: dict[str, np.ndarray],
+    specs: dict[str, dict],
     tier2_share: float | None = 0.15,
     recover: float | None = None,
     family: str | None = None,
     hybrid: Hybrid | None = None,
 ) -> Artifact:
-    scored = {n: mean_apgr(table.rows[n]) for n in oof_all}
-    if family:
-        scored = {n: v for n, v in scored.items() if n.split()[0] == family}
-        if not scored:
-            raise ValueError(f"--family {family!r}: no such candidate (centroid, logistic, knn)")
-    best = max(scored, key=lambda n: (np.nan_to_num(scored[n], nan=-1.0)))
-    everything = np.arange(len(p.y))
-    c, s = centroids(p, everything)
-    if best.startswith("knn"):
-        k, beta = (float(t.split("=")[1]) for t in best.split()[1:])
-        knn = fit_knn(p, everything, int(k), beta)
-        params = KnnParams(
-            k=int(k), temperature=KNN_TEMPERATURE, length_weight=beta, length_mean=knn.length_mean,
-            length_std=knn.length_std, reference=B64Array.of(p.emb, "float16"), labels=B64Array.of(p.y, "int8"),
-        )  # fmt: skip
-    elif best.startswith("logistic"):
-        lr = fit_logistic(p, everything, float(best.split("=")[1]))
-        params = LogisticParams(coef=lr.coef.tolist(), intercept=lr.intercept, mean=lr.mean.tolist(), scale=lr.scale.tolist())
+    """Refit the best candidate (or the best of ``family``) on all rows and pick the threshold."""
+    names = [n for n in oof_all if family is None or specs[n]["family"] == family]
+    if not names:
+        raise ValueError(f"--family {family!r}: no such candidate (centroid, logistic, knn, blend)")
+    best = max(names, key=lambda n: np.nan_to_num(selection_score(table.rows[n]), nan=-1.0))
+    spec = specs[best]
+    c, s = centroids(p, np.arange(len(p.y)))
+    if spec["family"] == "knn":
+        params = _knn_params(p, spec)
+    elif spec["family"] == "logistic":
+        params = _logistic_params(p, spec)
+    elif spec["family"] == "blend":
+        params = BlendParams(knn=_knn_params(p, spec["knn"]), logistic=_logistic_params(p, spec["logistic"]), weight=spec["weight"])
     else:
         params = CentroidParams()
     oof = oof_all[best]

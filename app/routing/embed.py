@@ -27,7 +27,7 @@ class EmbedderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     model: str = Field(DEFAULT_MODEL, min_length=1, description="sentence-transformers model id or local path")
     prefix: str = Field("", description="task prefix prepended to every text (e.g. 'classification: ')")
-    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:0, ...")
+    device: str | None = Field(None, description="torch device (cpu, cuda, cuda:0, ...); None picks a GPU when there is one")
     batch_size: int = Field(32, ge=1, le=1024)
     max_seq_length: int | None = Field(None, ge=8, description="override the model's token window")
     trust_remote_code: bool = False

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from app.routing.artifact import Artifact, load_artifact
+from app.routing.artifact import Artifact, KnnParams, LogisticParams, load_artifact
 from app.routing.embed import Embedder, EmbedderConfig, get_embedder
-from app.routing.scorers import KnnScorer, LogisticScorer, centroid_score, hybrid_score, in_band
+from app.routing.scorers import KnnScorer, LogisticScorer, blend_scores, centroid_score, hybrid_score, in_band
 from app.routing.text import feature_matrix, prompt_text
 
 
@@ -45,16 +45,24 @@ class Signals:
 
 
 def build_scorer(artifact: Artifact):
-    """``f(emb, feats, exclude_self=False) -> scores`` for the artifact's embedding scorer."""
+    """``f(emb, feats) -> scores`` for the artifact's embedding scorer."""
     p = artifact.scorer
+
+    def knn(p: KnnParams):
+        return KnnScorer(p.reference.array(), p.labels.array(), p.k, p.temperature, p.length_weight, p.length_mean, p.length_std).score
+
+    def logistic(p: LogisticParams):
+        return LogisticScorer(np.array(p.coef), p.intercept, np.array(p.mean), np.array(p.scale)).score
+
     if p.family == "knn":
-        knn = KnnScorer(p.reference.array(), p.labels.array(), p.k, p.temperature, p.length_weight, p.length_mean, p.length_std)
-        return lambda emb, feats, exclude_self=False: knn.score(emb, feats, exclude_self)
+        return knn(p)
     if p.family == "logistic":
-        lr = LogisticScorer(np.array(p.coef), p.intercept, np.array(p.mean), np.array(p.scale))
-        return lambda emb, feats, exclude_self=False: lr.score(emb, feats)
+        return logistic(p)
+    if p.family == "blend":
+        f_knn, f_lr, w = knn(p.knn), logistic(p.logistic), p.weight
+        return lambda emb, feats: blend_scores(f_knn(emb, feats), f_lr(emb, feats), w)
     c, s = np.array(artifact.centroids["complex"]), np.array(artifact.centroids["simple"])
-    return lambda emb, feats, exclude_self=False: centroid_score(emb, c, s)
+    return lambda emb, feats: centroid_score(emb, c, s)
 
 
 class Router:

@@ -7,6 +7,7 @@
   calibration prompts (the topic signal), plus a prompt-length term on the
   logit scale (the step-count signal that embeddings miss on word problems).
 * :class:`LogisticScorer` — logistic regression on embeddings and cheap features.
+* :func:`blend_scores` — kNN and logistic combined on the logit scale.
 * :func:`parse_rating` / :func:`rating_score` — the router LLM's 0-10 rating,
   from its text or from the probabilities of each constrained choice.
 * :func:`hybrid_score` — embedding score, blended with the LLM rating only when
@@ -98,6 +99,11 @@ class KnnScorer:
 
     def score(self, emb: np.ndarray, feats: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         return sigmoid(logit(self.vote(emb, exclude_self)) + self.length_weight * self.length_z(feats))
+
+
+def blend_scores(knn: np.ndarray, logistic: np.ndarray, weight: float) -> np.ndarray:
+    """kNN and logistic scores combined on the logit scale."""
+    return sigmoid((1.0 - weight) * logit(knn) + weight * logit(logistic))
 
 
 class LogisticScorer:
