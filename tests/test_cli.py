@@ -149,3 +149,24 @@ def test_shipped_router_ranks_clear_cases_and_handles_messages():
         ]
     )
     assert chat.complexity_score == pytest.approx(hard.complexity_score, abs=1e-5)
+
+
+def test_shipped_router_beats_length_on_held_out_chat_probe(capsys, tmp_path):
+    """tests/data/chat_probe.jsonl: hand-written chat prompts never used in calibration.
+
+    Math, reasoning and coding prompts count as needing tier 2 (weak wrong,
+    strong right), writing, roleplay, extraction, humanities and STEM
+    explanations as not; the router must rank them better than prompt length.
+    """
+    from conftest import ROOT
+
+    rows = [json.loads(line) for line in (ROOT / "tests/data/chat_probe.jsonl").read_text().splitlines()]
+    data = write_lines(
+        tmp_path / "probe.jsonl",
+        [json.dumps({"prompt": r["prompt"], "weak": r["label"] == "simple", "strong": True}) for r in rows],
+    )
+    code, _, err = run(capsys, "evaluate", "--data", str(data), "--plot-dir", str(tmp_path), "--json", str(tmp_path / "r.json"))
+    assert code == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())["probe"]
+    assert r["router"]["apgr"] > r["prompt length"]["apgr"] + 0.05
+    assert r["router"]["apgr"] > 0.65
