@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test run artifact evaluate bench clean
+.PHONY: setup test run demo artifact bench bench-serve clean
 
 setup:
 	@bash scripts/setup.sh
@@ -10,7 +10,11 @@ setup:
 test: setup
 	$(PY) -m pytest -q
 
+# The local default graph on 127.0.0.1:8000 (configs/local.yaml); Ctrl-C stops it.
 run: setup
+	RAY_AUTH_MODE=disabled $(VENV)/bin/serve run configs/local.yaml
+
+demo: setup
 	$(VENV)/bin/tierroute demo
 
 artifact: setup
@@ -18,6 +22,9 @@ artifact: setup
 
 bench: setup
 	$(PY) scripts/bench_score.py
+
+bench-serve: setup
+	$(PY) scripts/bench_serve.py --startup
 
 clean:
 	rm -rf $(VENV)

@@ -48,6 +48,7 @@ class Resources(Strict):
     num_gpus: float = Field(0, ge=0)
     max_ongoing_requests: int = Field(64, ge=1)
     autoscaling: Autoscaling = Autoscaling()
+    access_log: bool = Field(True, description="Serve's per-request access log of this deployment")
 
 
 class EngineSpec(Strict):
@@ -58,7 +59,8 @@ class EngineSpec(Strict):
     accelerator: Literal["cpu", "L40S", "L4", "A10G", "A100", "H100"] = "cpu"
     tensor_parallel_size: int = Field(1, ge=1)
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to vLLM (max_model_len, quantization, ...)")
-    bundle_cpus: float = Field(0.25, gt=0, description="CPUs of the engine's placement bundle (per GPU on GPU)")
+    bundle_cpus: float = Field(0.25, gt=0, description="CPUs of each placement bundle (one bundle per GPU on GPU)")
+    bundle_gpus: float = Field(1.0, gt=0, le=1, description="GPU share of each bundle: < 1 shares a GPU (set gpu_memory_utilization to match)")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment of the engine")
     replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=64)
 
@@ -81,7 +83,15 @@ class EngineSpec(Strict):
                 raise ValueError(f"engine_kwargs: a CPU engine needs {sorted(missing)} set (see README)")
             if self.tensor_parallel_size != 1:
                 raise ValueError("tensor_parallel_size: must be 1 on CPU")
+        elif self.bundle_gpus < 1 and self.tensor_parallel_size > 1:
+            raise ValueError("bundle_gpus: a fractional GPU share needs tensor_parallel_size 1")
         return self
+
+    def bundles(self) -> list[dict[str, float]]:
+        """Placement bundles of one replica: one per tensor-parallel rank."""
+        if self.accelerator == "cpu":
+            return [{"CPU": self.bundle_cpus}]
+        return [{"CPU": self.bundle_cpus, "GPU": self.bundle_gpus}] * self.tensor_parallel_size
 
 
 class RouterLLMSpec(EngineSpec):
@@ -92,8 +102,9 @@ class RouterLLMSpec(EngineSpec):
 class EmbedderSpec(Strict):
     embedder: EmbedderConfig = EmbedderConfig()
     max_batch_size: int = Field(32, ge=1, le=256)
-    batch_wait_timeout_s: float = Field(0.005, ge=0)
-    replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=64)
+    batch_wait_timeout_s: float = Field(0.002, ge=0, description="how long a batch waits to fill; adds up to this at low load")
+    torch_threads: int | None = Field(None, ge=1, description="torch CPU threads (Ray's default is the replica's CPU count, min 1)")
+    replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=64, access_log=False)
 
     @model_validator(mode="after")
     def _batch_fits(self):

@@ -27,6 +27,11 @@ class EmbedderDeployment:
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         spec = EmbedderSpec.model_validate(config)
+        if spec.torch_threads:
+            # Ray sets OMP threads to the replica's (fractional) CPU count, i.e. 1.
+            import torch
+
+            torch.set_num_threads(spec.torch_threads)
         self.embedder = Embedder(spec.embedder)
         self.embed.set_max_batch_size(spec.max_batch_size)
         self.embed.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
@@ -40,6 +45,7 @@ def _options(r: Resources) -> dict:
     a = r.autoscaling
     return {
         "ray_actor_options": {"num_cpus": r.num_cpus, "num_gpus": r.num_gpus},
+        "logging_config": {"enable_access_log": r.access_log},
         "max_ongoing_requests": r.max_ongoing_requests,
         "autoscaling_config": {
             "min_replicas": a.min_replicas,

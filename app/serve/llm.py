@@ -28,13 +28,13 @@ def llm_config(spec: EngineSpec) -> LLMConfig:
     cpu = spec.accelerator == "cpu"
     env = {**(CPU_ENGINE_ENV if cpu else {"VLLM_NO_USAGE_STATS": "1"}), **spec.env}
     engine_kwargs = {"tensor_parallel_size": spec.tensor_parallel_size, **spec.engine_kwargs}
-    bundle = {"CPU": spec.bundle_cpus} if cpu else {"CPU": spec.bundle_cpus, "GPU": 1}
     a = spec.replica.autoscaling
     device = {"accelerator_config": {"kind": "cpu"}} if cpu else {"accelerator_type": spec.accelerator}
     return LLMConfig(
         model_loading_config={"model_id": spec.model_id, "model_source": spec.model_source},
         **device,
-        placement_group_config={"bundles": [bundle] * spec.tensor_parallel_size, "strategy": "PACK"},
+        # Tensor-parallel ranks must share a node (NVLink/PCIe), hence STRICT_PACK.
+        placement_group_config={"bundles": spec.bundles(), "strategy": "STRICT_PACK"},
         engine_kwargs=engine_kwargs,
         runtime_env={"env_vars": env},
         callback_config={"callback_class": SkipLocalDownload},

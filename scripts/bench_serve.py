@@ -1,0 +1,203 @@
+"""What routing adds to a request, and what the local default costs to start.
+
+Part 1 — overhead. In one Ray cluster and one run:
+  * baseline: a single no-op Serve deployment behind the same HTTP proxy, answering
+    /v1/chat/completions with a canned completion;
+  * routed:   the real ingress + real MiniLM embedder + the shipped artifact, with
+    tiers that answer instantly (so only routing is measured; router LLM off).
+Short chat prompts (<= 32 tokens) at concurrency 1 and 32. Prints p50/p99 latency
+of both, the added latency, the throughput ratio, then one JSON line.
+Targets on a 2-core machine: added p50 <= 15 ms at concurrency 1, routed
+throughput >= 50% of the baseline at concurrency 32.
+
+Part 2 (--startup) — the local default (configs/local.yaml: embedder, router LLM and
+two vLLM tiers on CPU): seconds from `serve.run` to ready, and peak memory of the
+machine above its level before the start (sampled every 0.2 s).
+
+Usage: .venv/bin/python scripts/bench_serve.py [--startup] [--requests-c1 300] [--requests-c32 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import ray  # noqa: E402
+import yaml  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from ray import serve  # noqa: E402
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Reset my password please",
+    "Translate 'good morning' to Spanish.",
+    "Is my order #1234 shipped yet?",
+    "Convert 5 miles to kilometres.",
+    "Prove that the square root of 2 is irrational.",
+    "Write a haiku about autumn.",
+    "What does HTTP 404 mean?",
+]
+CANNED = {
+    "id": "chatcmpl-bench",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "noop",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9},
+}
+
+noop_api = FastAPI()
+
+
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.1})
+@serve.ingress(noop_api)
+class NoOp:
+    @noop_api.post("/v1/chat/completions")
+    async def chat(self) -> dict:
+        return CANNED
+
+
+@serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.1}, logging_config={"enable_access_log": False})
+class InstantTier:
+    """Stands in for a vLLM tier in this benchmark only: answers at once."""
+
+    async def chat(self, request, raw_request_info=None):
+        from ray.serve.llm.openai_api_models import ChatCompletionResponse
+
+        yield ChatCompletionResponse.model_validate({**CANNED, "model": request.model})
+
+    async def check_health(self) -> None:
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def load(url: str, n: int, concurrency: int) -> tuple[np.ndarray, float]:
+    """(latencies in ms, requests per second) for n requests at a fixed concurrency."""
+    lat: list[float] = []
+    queue = list(range(n))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def worker():
+            while queue:
+                i = queue.pop()
+                body = {"model": "auto", "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], "max_tokens": 1}
+                t0 = time.perf_counter()
+                r = await client.post(url, json=body)
+                lat.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        elapsed = time.perf_counter() - t0
+    return np.array(lat), n / elapsed
+
+
+def overhead(args) -> dict:
+    from app.serve.config import AppConfig
+    from app.serve.graph import EmbedderDeployment, _options
+    from app.serve.ingress import Ingress
+
+    local = yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
+    local["router_llm"] = None
+    cfg = AppConfig.model_validate(local)
+    routed = Ingress.options(name="Ingress", **_options(cfg.ingress.replica)).bind(
+        cfg.model_dump(mode="json"),
+        EmbedderDeployment.options(name="Embedder", **_options(cfg.embedder.replica)).bind(cfg.embedder.model_dump(mode="json")),
+        InstantTier.options(name="Tier1").bind(),
+        InstantTier.options(name="Tier2").bind(),
+        None,
+    )
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(NoOp.bind(), name="noop", route_prefix="/noop")
+    serve.run(routed, name="routed", route_prefix="/routed")
+    base = f"http://127.0.0.1:{port}"
+    results = {}
+    for path in ("/noop", "/routed"):  # warm-up: model load, connections
+        asyncio.run(load(f"{base}{path}/v1/chat/completions", 64, 8))
+    for c, n in ((1, args.requests_c1), (32, args.requests_c32)):
+        for name in ("noop", "routed"):
+            lat, rps = asyncio.run(load(f"{base}/{name}/v1/chat/completions", n, c))
+            results[(name, c)] = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), rps)
+            print(f"c={c:<3} {name:<7} p50 {results[(name, c)][0]:7.1f} ms  p99 {results[(name, c)][1]:7.1f} ms  {rps:7.1f} req/s", flush=True)
+    serve.delete("routed")
+    serve.delete("noop")
+    out = {
+        "added_p50_ms_c1": round(results[("routed", 1)][0] - results[("noop", 1)][0], 2),
+        "added_p99_ms_c1": round(results[("routed", 1)][1] - results[("noop", 1)][1], 2),
+        "added_p50_ms_c32": round(results[("routed", 32)][0] - results[("noop", 32)][0], 2),
+        "throughput_ratio_c1": round(results[("routed", 1)][2] / results[("noop", 1)][2], 3),
+        "throughput_ratio_c32": round(results[("routed", 32)][2] / results[("noop", 32)][2], 3),
+    }
+    print(f"added latency at c=1: p50 {out['added_p50_ms_c1']} ms (target <= 15), p99 {out['added_p99_ms_c1']} ms")
+    print(f"routed/no-op throughput at c=32: {out['throughput_ratio_c32']} (target >= 0.5)")
+    return out
+
+
+def startup() -> dict:
+    import psutil
+
+    from app.serve.graph import build_app
+
+    args = yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
+    base = psutil.virtual_memory().used
+    peak = [base]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], psutil.virtual_memory().used)
+            time.sleep(0.2)
+
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.perf_counter()
+    serve.run(build_app(args), name="local-default", route_prefix="/local")
+    ready_s = time.perf_counter() - t0
+    time.sleep(2)
+    stop.set()
+    serve.delete("local-default")
+    out = {"startup_s": round(ready_s, 1), "peak_memory_gib": round((peak[0] - base) / 2**30, 2)}
+    print(f"local default: ready in {out['startup_s']} s, peak memory {out['peak_memory_gib']} GiB above idle")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests-c1", type=int, default=300)
+    ap.add_argument("--requests-c32", type=int, default=1500)
+    ap.add_argument("--startup", action="store_true", help="also measure the local default's startup time and peak memory")
+    args = ap.parse_args()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        out = overhead(args)
+        if args.startup:
+            out.update(startup())
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Serving configuration: validation, the LLM configs it builds, the cluster
+config against Ray's own schema, and that every production deployment fits a
+worker type of cluster.yaml."""
+
+import asyncio
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT
+
+from app.serve.config import AppConfig
+
+
+def app_args(name: str) -> dict:
+    return yaml.safe_load((ROOT / "configs" / name).read_text())["applications"][0]["args"]
+
+
+def demand(cpus: float, gpus: float = 0.0) -> dict[str, float]:
+    return {"CPU": cpus, "GPU": gpus}
+
+
+def replica_demands(cfg: AppConfig) -> dict[str, tuple[dict[str, float], str]]:
+    """Deployment -> (resources one replica needs on a single node, accelerator)."""
+    out = {
+        "ingress": (demand(cfg.ingress.replica.num_cpus, cfg.ingress.replica.num_gpus), "cpu"),
+        "embedder": (demand(cfg.embedder.replica.num_cpus, cfg.embedder.replica.num_gpus), "L40S" if cfg.embedder.replica.num_gpus else "cpu"),
+    }
+    for name in ("router_llm", "tier1", "tier2"):
+        spec = getattr(cfg, name)
+        bundles = spec.bundles()  # STRICT_PACK: all on one node, plus the replica actor
+        out[name] = (
+            demand(spec.replica.num_cpus + sum(b["CPU"] for b in bundles), sum(b.get("GPU", 0) for b in bundles)),
+            spec.accelerator,
+        )
+    return out
+
+
+def fits(need: dict[str, float], accel: str, node: dict[str, float]) -> bool:
+    if accel != "cpu" and node.get(f"accelerator_type:{accel}", 0) <= 0:
+        return False
+    return all(node.get(k, 0) >= v for k, v in need.items())
+
+
+def test_both_configs_validate():
+    local, prod = AppConfig.model_validate(app_args("local.yaml")), AppConfig.model_validate(app_args("g6e.yaml"))
+    assert {local.tier1.accelerator, local.tier2.accelerator, local.router_llm.accelerator} == {"cpu"}
+    assert prod.tier2.tensor_parallel_size == 4 and prod.tier2.accelerator == "L40S"
+
+
+def test_local_default_fits_two_cores():
+    cfg = AppConfig.model_validate(app_args("local.yaml"))
+    total = sum(need["CPU"] for need, _ in replica_demands(cfg).values())
+    assert total <= 2.0 and all(need["GPU"] == 0 for need, _ in replica_demands(cfg).values())
+
+
+def test_cluster_yaml_is_valid_for_ray():
+    import jsonschema
+    import ray
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    schema = json.loads((ROOT / os.path.dirname(ray.__file__) / "autoscaler/ray-schema.json").read_text())
+    jsonschema.validate(cluster, schema)
+    validate_config(prepare_config(cluster))
+    assert cluster["provider"]["type"] == "aws"
+    types = {t["node_config"]["InstanceType"] for t in cluster["available_node_types"].values()}
+    assert {"g6e.xlarge", "g6e.12xlarge"} <= types
+
+
+def test_every_production_deployment_fits_a_worker_type():
+    cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    nodes = {name: t["resources"] for name, t in cluster["available_node_types"].items()}
+    workers = {n: r for n, r in nodes.items() if cluster["available_node_types"][n]["max_workers"] > 0}
+    cfg = AppConfig.model_validate(app_args("g6e.yaml"))
+    demands = replica_demands(cfg)
+    for name, (need, accel) in demands.items():
+        assert any(fits(need, accel, r) for r in nodes.values()), f"{name} needs {need} on {accel}: no node type fits"
+        if accel != "cpu":
+            assert any(fits(need, accel, r) for r in workers.values()), f"{name}: no GPU worker type fits"
+    # tier 2 (70B FP8, ~70 GB) cannot fit one 48 GB L40S: it needs the 4-GPU node
+    assert demands["tier2"][0]["GPU"] == 4 and not fits(demands["tier2"][0], "L40S", workers["gpu_small"])
+    # the config's claim: tier 1, the router LLM and the embedder share one g6e.xlarge
+    shared = {k: sum(demands[d][0][k] for d in ("tier1", "router_llm", "embedder")) for k in ("CPU", "GPU")}
+    assert fits(shared, "L40S", workers["gpu_small"]), shared
+    assert cfg.tier1.engine_kwargs["gpu_memory_utilization"] + cfg.router_llm.engine_kwargs["gpu_memory_utilization"] <= 0.95
+
+
+@pytest.mark.parametrize(
+    "patch,field",
+    [
+        (lambda a: a.pop("tier1"), "tier1"),
+        (lambda a: a["tier1"]["engine_kwargs"].pop("enforce_eager"), "engine_kwargs"),
+        (lambda a: a["embedder"].update(max_batch_size=128), "max_ongoing_requests"),
+        (lambda a: a["tier2"].update(model_source="models/does-not-exist"), "model_source"),
+        (lambda a: a["tier2"].update(model_id=a["tier1"]["model_id"]), "must differ"),
+        (lambda a: a["tier1"]["replica"].update(autoscaling={"min_replicas": 3, "max_replicas": 1}), "min_replicas"),
+        (lambda a: a.update(artifact="nope.json"), "artifact"),
+        (lambda a: a["ingress"].update(colour="blue"), "colour"),
+    ],
+)
+def test_bad_config_fails_early_naming_the_field(patch, field):
+    from app.serve.graph import build_app
+
+    args = app_args("local.yaml")
+    patch(args)
+    with pytest.raises(ValueError, match=field):
+        build_app(args)
+
+
+def test_llm_configs_for_cpu_and_gpu():
+    from app.serve.llm import SkipLocalDownload, llm_config
+
+    local, prod = AppConfig.model_validate(app_args("local.yaml")), AppConfig.model_validate(app_args("g6e.yaml"))
+    cpu = llm_config(local.tier1)
+    assert cpu.accelerator_config.kind == "cpu" if hasattr(cpu.accelerator_config, "kind") else cpu.accelerator_config["kind"] == "cpu"
+    assert cpu.runtime_env["env_vars"]["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    assert cpu.engine_kwargs["enforce_eager"] is True and os.path.isdir(cpu.model_loading_config.model_source)
+    gpu = llm_config(prod.tier2)
+    assert gpu.accelerator_type == "L40S" and gpu.engine_kwargs["tensor_parallel_size"] == 4
+    assert gpu.placement_group_config["bundles"] == [{"CPU": 4.0, "GPU": 1.0}] * 4
+    assert gpu.placement_group_config["strategy"] == "STRICT_PACK"
+    assert gpu.callback_config.callback_class is SkipLocalDownload
+
+
+# --- the decision step of the ingress, with test doubles for the deployments ---
+
+
+@pytest.fixture
+def router(fake_embedder):
+    from test_calibration import synthetic
+
+    from app.routing.calibrate import build_artifact, cross_validate, prepare
+    from app.routing.router import Router
+
+    p = prepare(synthetic(), fake_embedder, progress=False)
+    art = build_artifact(p, fake_embedder, *cross_validate(p, n_splits=3, progress=False), tier2_share=0.3)
+    art.hybrid.band = 1.0  # every prompt is "unsure": the LLM is always asked
+    return Router(art, fake_embedder)
+
+
+def run_decide(router, rate, timeout=0.2, text="what is item 7 word word"):
+    from app.serve.ingress import decide
+
+    async def embed(t):
+        return router.embedder.encode([t])[0]
+
+    return asyncio.run(decide(router, embed, rate, text, timeout))
+
+
+def test_llm_rating_is_used_inside_the_band(router):
+    async def rate(text):
+        assert "item 7" in text
+        return 1.0
+
+    d = run_decide(router, rate)
+    assert d.llm_consulted and d.signals["llm"] == 1.0 and d.fallback is None
+    assert d.complexity_score > d.signals["embedding"]
+
+
+def test_slow_or_failing_llm_falls_back_to_embedding(router):
+    async def slow(text):
+        await asyncio.sleep(5)
+
+    async def broken(text):
+        raise ConnectionError("replica died")
+
+    for rate, why in ((slow, "timed out after 0.2s"), (broken, "ConnectionError: replica died"), (None, "not configured")):
+        d = run_decide(router, rate)
+        assert not d.llm_consulted and d.signals["llm"] is None and why in d.fallback
+        assert d.complexity_score == d.signals["embedding"]
+
+
+def test_llm_not_asked_outside_the_band(router):
+    router.artifact.hybrid.band = 0.0
+    calls = []
+
+    async def rate(text):
+        calls.append(text)
+        return 0.5
+
+    d = run_decide(router, rate, text="please prove or derive result 3 word")
+    assert calls == [] and not d.llm_consulted and d.fallback is None
