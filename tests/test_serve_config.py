@@ -116,7 +116,8 @@ def test_llm_configs_for_cpu_and_gpu():
 
     local, prod = AppConfig.model_validate(app_args("local.yaml")), AppConfig.model_validate(app_args("g6e.yaml"))
     cpu = llm_config(local.tier1)
-    assert cpu.accelerator_config.kind == "cpu" if hasattr(cpu.accelerator_config, "kind") else cpu.accelerator_config["kind"] == "cpu"
+    acc = cpu.accelerator_config
+    assert (acc["kind"] if isinstance(acc, dict) else acc.kind) == "cpu"
     assert cpu.runtime_env["env_vars"]["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
     assert cpu.engine_kwargs["enforce_eager"] is True and os.path.isdir(cpu.model_loading_config.model_source)
     gpu = llm_config(prod.tier2)

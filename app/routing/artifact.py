@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from app.routing.data import write_atomic
 
 FORMAT = "tierroute.artifact"
 VERSION = 1
@@ -136,18 +136,7 @@ class Artifact(BaseModel):
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: the file appears whole or not at all."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.model_dump_json(indent=1))
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomic(path, [self.model_dump_json(indent=1), "\n"])
 
 
 def load_artifact(path: str | Path | None = None) -> Artifact:

@@ -11,14 +11,13 @@ temporary file and renamed into place, so it appears whole or not at all.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from app.routing.data import iter_jsonl, write_atomic
 from app.routing.router import Router
 from app.routing.text import Messages, prompt_text
 
@@ -60,40 +59,19 @@ def _line_error(row: Any) -> tuple[str | None, str | None]:
 def read_requests(path: str | Path, skip_invalid: bool = False) -> tuple[list[dict], list[str], list[str]]:
     """(rows, texts, skipped) for valid lines; raises BatchError unless ``skip_invalid``."""
     rows, texts, problems = [], [], []
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(f"line {n}: invalid JSON ({e.msg} at column {e.colno})")
-                continue
+    for n, row, err in iter_jsonl(path):
+        text = None
+        if err is None:
             text, err = _line_error(row)
-            if err:
-                problems.append(f"line {n}: {err}")
-                continue
-            rows.append(row)
-            texts.append(text)
+        if err:
+            problems.append(f"line {n}: {err}")
+            continue
+        rows.append(row)
+        texts.append(text)
     if problems and not skip_invalid:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise BatchError(f"{path}: {problems[0]}{more}; nothing was written (use --skip-invalid to skip such lines)")
     return rows, texts, problems
-
-
-def write_jsonl_atomic(path: str | Path, rows: list[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False))
-                f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def score_file(
@@ -103,5 +81,5 @@ def score_file(
     sig = router.score_texts(texts, progress=progress)
     tiers = (sig.score >= router.threshold).astype(int) + 1
     out = [{**row, "score": float(s), "tier": int(t)} for row, s, t in zip(rows, sig.score, tiers)]
-    write_jsonl_atomic(output_path, out)
+    write_atomic(output_path, (json.dumps(r, ensure_ascii=False) + "\n" for r in out))
     return BatchResult(written=len(out), skipped=skipped, tier2=int((tiers == 2).sum()))

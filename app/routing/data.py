@@ -19,7 +19,9 @@ import csv
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,23 +148,45 @@ def _row_to_example(
     return Example(text=text, source=source, group=group, weak=weak, strong=strong, label=label)
 
 
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, parsed value, None) or (line number, None, reason) per non-blank line."""
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line), None
+            except json.JSONDecodeError as e:
+                yield n, None, f"invalid JSON ({e.msg} at column {e.colno})"
+
+
+def write_atomic(path: str | Path, chunks: Iterable[str]) -> Path:
+    """Write ``chunks`` to ``path`` through a temporary file: it appears whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(chunks)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _read_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as f:
             for i, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
                 yield i, row
     elif path.suffix in (".jsonl", ".json"):
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{i}: invalid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{path}:{i}: expected a JSON object")
-                yield i, row
+        for i, row, err in iter_jsonl(path):
+            if err:
+                raise DataError(f"{path}:{i}: {err}")
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{i}: expected a JSON object")
+            yield i, row
     else:
         raise DataError(f"{path}: unsupported file type (use .jsonl or .csv)")
 
