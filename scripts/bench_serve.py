@@ -115,7 +115,7 @@ async def load(url: str, n: int, concurrency: int) -> tuple[np.ndarray, float]:
 
 def overhead(args) -> dict:
     from app.serve.config import AppConfig
-    from app.serve.graph import EmbedderDeployment, _options
+    from app.serve.graph import _options, embedder_deployment
     from app.serve.ingress import Ingress
 
     local = yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
@@ -123,7 +123,7 @@ def overhead(args) -> dict:
     cfg = AppConfig.model_validate(local)
     routed = Ingress.options(name="Ingress", **_options(cfg.ingress.replica)).bind(
         cfg.model_dump(mode="json"),
-        EmbedderDeployment.options(name="Embedder", **_options(cfg.embedder.replica)).bind(cfg.embedder.model_dump(mode="json")),
+        embedder_deployment(cfg),
         InstantTier.options(name="Tier1").bind(),
         InstantTier.options(name="Tier2").bind(),
         None,

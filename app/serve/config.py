@@ -102,7 +102,7 @@ class RouterLLMSpec(EngineSpec):
 class EmbedderSpec(Strict):
     embedder: EmbedderConfig = EmbedderConfig()
     max_batch_size: int = Field(32, ge=1, le=256)
-    batch_wait_timeout_s: float = Field(0.002, ge=0, description="how long a batch waits to fill; adds up to this at low load")
+    batch_wait_timeout_s: float = Field(0.0, ge=0, description="how long a batch waits to fill; adds up to this at low load")
     torch_threads: int | None = Field(None, ge=1, description="torch CPU threads (Ray's default is the replica's CPU count, min 1)")
     replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=64, access_log=False)
 

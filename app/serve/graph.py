@@ -56,6 +56,14 @@ def _options(r: Resources) -> dict:
     }
 
 
+def embedder_deployment(cfg: AppConfig):
+    opts = _options(cfg.embedder.replica)
+    # Idle OpenMP threads sleep instead of spinning: on a few cores, spinning
+    # torch threads starve the ingress and proxy between batches.
+    opts["ray_actor_options"]["runtime_env"] = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
+    return EmbedderDeployment.options(name="Embedder", **opts).bind(cfg.embedder.model_dump(mode="json"))
+
+
 def build_app(args: dict | AppConfig):
     """Validate ``args`` as :class:`AppConfig` and bind every deployment."""
     try:
@@ -63,9 +71,7 @@ def build_app(args: dict | AppConfig):
     except ValidationError as e:
         err = e.errors()[0]
         raise ValueError(f"tierroute config: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    embedder = EmbedderDeployment.options(name="Embedder", **_options(cfg.embedder.replica)).bind(
-        cfg.embedder.model_dump(mode="json")
-    )
+    embedder = embedder_deployment(cfg)
     router_llm = llm_deployment(cfg.router_llm, "RouterLLM:") if cfg.router_llm and cfg.router_llm.enabled else None
     tier1 = llm_deployment(cfg.tier1, "Tier1:")
     tier2 = llm_deployment(cfg.tier2, "Tier2:")
