@@ -1,8 +1,8 @@
 """What routing adds to a request, and what the local default costs to start.
 
 Part 1 — overhead. In one Ray cluster and one run:
-  * baseline: a single no-op Serve deployment behind the same HTTP proxy, answering
-    /v1/chat/completions with a canned completion;
+  * baseline: a single no-op Serve deployment behind the same HTTP proxy that reads
+    the request body and answers /v1/chat/completions with a canned completion;
   * routed:   the real ingress + real MiniLM embedder + the shipped artifact, with
     tiers that answer instantly (so only routing is measured; router LLM off).
 Short chat prompts (<= 32 tokens) at concurrency 1 and 32. Prints p50/p99 latency
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import ray  # noqa: E402
 import yaml  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
 from ray import serve  # noqa: E402
 
 PROMPTS = [
@@ -67,9 +67,12 @@ noop_api = FastAPI()
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(noop_api)
 class NoOp:
+    """Reads and parses the request, as any OpenAI server must, and answers at once."""
+
     @noop_api.post("/v1/chat/completions")
-    async def chat(self) -> dict:
-        return CANNED
+    async def chat(self, request: Request) -> dict:
+        body = await request.json()
+        return {**CANNED, "model": body["model"]}
 
 
 @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.1}, logging_config={"enable_access_log": False})
@@ -115,13 +118,16 @@ async def load(url: str, n: int, concurrency: int) -> tuple[np.ndarray, float]:
 
 def overhead(args) -> dict:
     from app.serve.config import AppConfig
-    from app.serve.graph import _options, embedder_deployment
+    from app.serve.graph import embedder_deployment, ingress_options
     from app.serve.ingress import Ingress
 
     local = yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
     local["router_llm"] = None
+    if args.colocate is not None:
+        local["embedder"]["colocate"] = args.colocate == "yes"
     cfg = AppConfig.model_validate(local)
-    routed = Ingress.options(name="Ingress", **_options(cfg.ingress.replica)).bind(
+    print(f"embedder co-located in the ingress: {cfg.embedder.colocate}")
+    routed = Ingress.options(name="Ingress", **ingress_options(cfg)).bind(
         cfg.model_dump(mode="json"),
         embedder_deployment(cfg),
         InstantTier.options(name="Tier1").bind(),
@@ -186,6 +192,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests-c1", type=int, default=300)
     ap.add_argument("--requests-c32", type=int, default=1500)
+    ap.add_argument("--colocate", choices=["yes", "no"], help="override configs/local.yaml's embedder.colocate")
     ap.add_argument("--startup", action="store_true", help="also measure the local default's startup time and peak memory")
     args = ap.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -1,4 +1,5 @@
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ class FakeEmbedder:
     def encode(self, texts, progress=False):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
-            rng = np.random.default_rng(abs(hash(t)) % (2**32))
+            rng = np.random.default_rng(zlib.crc32(t.encode()))  # stable across processes, unlike hash()
             v = rng.normal(0, 0.3, self.dim)
             v[0] += 2.0 if ("prove" in t or "derive" in t) else -2.0
             out[i] = v / np.linalg.norm(v)

@@ -111,6 +111,17 @@ def test_bad_config_fails_early_naming_the_field(patch, field):
         build_app(args)
 
 
+def test_embedder_is_its_own_deployment_unless_colocated():
+    from app.serve.graph import embedder_deployment, ingress_options
+
+    args = app_args("local.yaml")
+    for colocate in (False, True):
+        args["embedder"]["colocate"] = colocate
+        cfg = AppConfig.model_validate(args)
+        assert (embedder_deployment(cfg) is None) is colocate
+        assert ingress_options(cfg)["ray_actor_options"]["num_cpus"] == cfg.ingress.replica.num_cpus
+
+
 def test_llm_configs_for_cpu_and_gpu():
     from app.serve.llm import SkipLocalDownload, llm_config
 

@@ -25,8 +25,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def graph():
+@pytest.fixture(scope="module", params=["embedder co-located", "embedder deployment"])
+def graph(request):
     os.environ["RAY_AUTH_MODE"] = "disabled"
     import ray
     from ray import serve
@@ -38,6 +38,7 @@ def graph():
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         args = yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
+        args["embedder"]["colocate"] = request.param == "embedder co-located"
         serve.run(build_app(args), name="tierroute-test", route_prefix="/")
         ingress = serve.get_deployment_handle("Ingress", "tierroute-test")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:

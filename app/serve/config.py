@@ -101,6 +101,11 @@ class RouterLLMSpec(EngineSpec):
 
 class EmbedderSpec(Strict):
     embedder: EmbedderConfig = EmbedderConfig()
+    colocate: bool = Field(
+        False,
+        description="run the model inside the ingress replica instead of its own deployment: one Serve hop "
+        "fewer per request, for CPU-only machines; a GPU embedder wants its own deployment",
+    )
     max_batch_size: int = Field(32, ge=1, le=256)
     batch_wait_timeout_s: float = Field(0.0, ge=0, description="how long a batch waits to fill; adds up to this at low load")
     torch_threads: int | None = Field(None, ge=1, description="torch CPU threads (Ray's default is the replica's CPU count, min 1)")
@@ -145,3 +150,26 @@ class AppConfig(Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"ingress.router_name, tier1.model_id and tier2.model_id must differ, got {names}")
         return self
+
+
+def load_embedder(spec: EmbedderSpec):
+    """``(model, encode)`` for a replica (Embedder deployment or co-located in the ingress).
+
+    ``encode(texts)`` sets the torch thread count of the thread it runs in: Ray
+    gives a fractional-CPU replica one OpenMP thread, and that setting is per thread.
+    """
+    import os
+
+    import torch
+
+    from app.routing.embed import Embedder
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = Embedder(spec.embedder)
+
+    def encode(texts: list[str]) -> list[list[float]]:
+        if spec.torch_threads and torch.get_num_threads() != spec.torch_threads:
+            torch.set_num_threads(spec.torch_threads)
+        return model.encode(texts).tolist()
+
+    return model, encode

@@ -7,13 +7,10 @@
 
 from __future__ import annotations
 
-import os
-
 from pydantic import ValidationError
 from ray import serve
 
-from app.routing.embed import Embedder
-from app.serve.config import AppConfig, Resources
+from app.serve.config import AppConfig, EmbedderSpec, Resources, load_embedder
 from app.serve.ingress import Ingress
 from app.serve.llm import llm_deployment
 
@@ -23,22 +20,14 @@ class EmbedderDeployment:
     """Embeds prompts for the router; concurrent requests are batched."""
 
     def __init__(self, config: dict):
-        from app.serve.config import EmbedderSpec
-
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         spec = EmbedderSpec.model_validate(config)
-        if spec.torch_threads:
-            # Ray sets OMP threads to the replica's (fractional) CPU count, i.e. 1.
-            import torch
-
-            torch.set_num_threads(spec.torch_threads)
-        self.embedder = Embedder(spec.embedder)
+        self.embedder, self._encode = load_embedder(spec)
         self.embed.set_max_batch_size(spec.max_batch_size)
         self.embed.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        return self.embedder.encode(texts).tolist()
+        return self._encode(texts)
 
 
 def _options(r: Resources) -> dict:
@@ -57,11 +46,15 @@ def _options(r: Resources) -> dict:
 
 
 def embedder_deployment(cfg: AppConfig):
+    """The Embedder deployment, or None when the config co-locates the model in the ingress."""
+    if cfg.embedder.colocate:
+        return None
     opts = _options(cfg.embedder.replica)
-    # Idle OpenMP threads sleep instead of spinning: on a few cores, spinning
-    # torch threads starve the ingress and proxy between batches.
-    opts["ray_actor_options"]["runtime_env"] = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
     return EmbedderDeployment.options(name="Embedder", **opts).bind(cfg.embedder.model_dump(mode="json"))
+
+
+def ingress_options(cfg: AppConfig) -> dict:
+    return _options(cfg.ingress.replica)
 
 
 def build_app(args: dict | AppConfig):
@@ -75,6 +68,6 @@ def build_app(args: dict | AppConfig):
     router_llm = llm_deployment(cfg.router_llm, "RouterLLM:") if cfg.router_llm and cfg.router_llm.enabled else None
     tier1 = llm_deployment(cfg.tier1, "Tier1:")
     tier2 = llm_deployment(cfg.tier2, "Tier2:")
-    return Ingress.options(name="Ingress", **_options(cfg.ingress.replica)).bind(
+    return Ingress.options(name="Ingress", **ingress_options(cfg)).bind(
         cfg.model_dump(mode="json"), embedder, tier1, tier2, router_llm
     )
