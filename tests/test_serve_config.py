@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 
-import numpy as np
 import pytest
 import yaml
 

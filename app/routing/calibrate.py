@@ -40,7 +40,7 @@ from app.routing.artifact import (
 )
 from app.routing.data import Dataset
 from app.routing.embed import Embedder
-from app.routing.metrics import apgr, curve, length_scores, summarize
+from app.routing.metrics import curve, length_scores, summarize
 from app.routing.scorers import WORDS, KnnScorer, LogisticScorer, blend_scores, centroid_score
 from app.routing.text import feature_matrix
 
