@@ -151,25 +151,3 @@ class AppConfig(Strict):
             raise ValueError(f"ingress.router_name, tier1.model_id and tier2.model_id must differ, got {names}")
         return self
 
-
-def load_embedder(spec: EmbedderSpec):
-    """``(model, encode)`` for a replica (Embedder deployment or co-located in the ingress).
-
-    ``encode(texts)`` sets the torch thread count of the thread it runs in: Ray
-    gives a fractional-CPU replica one OpenMP thread, and that setting is per thread.
-    """
-    import os
-
-    import torch
-
-    from app.routing.embed import Embedder
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model = Embedder(spec.embedder)
-
-    def encode(texts: list[str]) -> list[list[float]]:
-        if spec.torch_threads and torch.get_num_threads() != spec.torch_threads:
-            torch.set_num_threads(spec.torch_threads)
-        return model.encode(texts).tolist()
-
-    return model, encode

@@ -10,24 +10,17 @@ from __future__ import annotations
 from pydantic import ValidationError
 from ray import serve
 
-from app.serve.config import AppConfig, EmbedderSpec, Resources, load_embedder
-from app.serve.ingress import Ingress
+from app.serve.config import AppConfig, EmbedderSpec, Resources
+from app.serve.ingress import BatchedEmbedding, Ingress
 from app.serve.llm import llm_deployment
 
 
 @serve.deployment
-class EmbedderDeployment:
+class EmbedderDeployment(BatchedEmbedding):
     """Embeds prompts for the router; concurrent requests are batched."""
 
     def __init__(self, config: dict):
-        spec = EmbedderSpec.model_validate(config)
-        self.embedder, self._encode = load_embedder(spec)
-        self.embed.set_max_batch_size(spec.max_batch_size)
-        self.embed.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        return self._encode(texts)
+        self._load_embedder(EmbedderSpec.model_validate(config))
 
 
 def _options(r: Resources) -> dict:

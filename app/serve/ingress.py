@@ -28,7 +28,7 @@ from app.routing.artifact import load_artifact
 from app.routing.router import Decision, Router
 from app.routing.scorers import RATING_CHOICES, parse_rating, rating_messages, rating_score
 from app.routing.text import prompt_text
-from app.serve.config import AppConfig, load_embedder
+from app.serve.config import AppConfig, EmbedderSpec
 
 api = FastAPI(title="tierroute", description="Complexity-based routing of OpenAI requests to model tiers.")
 
@@ -94,21 +94,42 @@ async def decide(router: Router, embed, rate, text: str, timeout_s: float) -> De
     return router.decide(sig, 0, llm, fallback, started=t0)
 
 
+class BatchedEmbedding:
+    """The embedding model inside a replica, batched across concurrent requests.
+
+    Used by the Embedder deployment, and by the ingress itself when the config
+    co-locates the model there (``embedder.colocate``).
+    """
+
+    def _load_embedder(self, spec: EmbedderSpec) -> None:
+        import torch
+
+        from app.routing.embed import Embedder
+
+        if spec.torch_threads:  # Ray gives a fractional-CPU replica one OpenMP thread
+            torch.set_num_threads(spec.torch_threads)
+        self._embedder = Embedder(spec.embedder)
+        self.embed_batch.set_max_batch_size(spec.max_batch_size)
+        self.embed_batch.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    async def embed_batch(self, texts: list[str]) -> list[list[float]]:
+        # Inline on the event loop: a worker thread would fight the loop for the GIL.
+        return self._embedder.encode(texts).tolist()
+
+
 @serve.deployment
 @serve.ingress(api)
-class Ingress:
+class Ingress(BatchedEmbedding):
     def __init__(self, config: dict, embedder, tier1, tier2, router_llm=None):
         self.cfg = AppConfig.model_validate(config)
         self.router = Router(load_artifact(self.cfg.artifact))
         self.router_llm = router_llm
         if embedder is not None:  # the Embedder deployment
-            self.embed = embedder.embed.remote
+            self.embed = embedder.embed_batch.remote
         else:  # embedder.colocate: the model runs in this replica, one Serve hop fewer
-            spec = self.cfg.embedder
-            self._embedder, self._encode = load_embedder(spec)
-            self._embed_batch.set_max_batch_size(spec.max_batch_size)
-            self._embed_batch.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
-            self.embed = self._embed_batch
+            self._load_embedder(self.cfg.embedder)
+            self.embed = self.embed_batch
         self.tiers = {1: (self.cfg.tier1.model_id, tier1), 2: (self.cfg.tier2.model_id, tier2)}
         self.by_model = {mid: (tier, h) for tier, (mid, h) in self.tiers.items()}
         self.forwarded: Counter[str] = Counter()
@@ -162,11 +183,6 @@ class Ingress:
         spec = self.cfg.router_llm
         rate = self._rate if self.router_llm is not None and spec and spec.enabled else None
         return await decide(self.router, self.embed, rate, text, spec.timeout_s if spec else 0.0)
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
-        # Inline on the event loop: a worker thread would fight the loop for the GIL.
-        return self._encode(texts)
 
     async def stats(self) -> dict[str, int]:
         """Requests forwarded to each tier (for operators and tests; not on HTTP)."""
