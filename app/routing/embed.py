@@ -87,6 +87,7 @@ class Embedder:
         self._onnx = None
         if self.config.backend == "onnx":
             self._onnx = _onnx_session(self._model, resolve_model_path(self.config.model), self.config.num_threads)
+            self._onnx_inputs = [i.name for i in self._onnx.get_inputs()]
         elif self.config.num_threads:
             import torch
 
@@ -123,7 +124,7 @@ class Embedder:
         parts = []
         for s in range(0, len(texts), self.config.batch_size):
             feats = _preprocess(self._model, texts[s : s + self.config.batch_size])
-            parts.append(self._onnx.run(None, {i.name: feats[i.name].numpy() for i in self._onnx.get_inputs()})[0])
+            parts.append(self._onnx.run(None, {n: feats[n].numpy() for n in self._onnx_inputs})[0])
         emb = np.concatenate(parts).astype(np.float32, copy=False)
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 

@@ -7,20 +7,37 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import ValidationError
 from ray import serve
 
 from app.serve.config import AppConfig, EmbedderSpec, Resources
-from app.serve.ingress import BatchedEmbedding, Ingress
+from app.serve.ingress import Ingress
 from app.serve.llm import llm_deployment
 
 
 @serve.deployment
-class EmbedderDeployment(BatchedEmbedding):
-    """Embeds prompts for the router; concurrent requests are batched."""
+class EmbedderDeployment:
+    """Embeds prompts for the router; concurrent calls are encoded together.
+
+    Used when the embedder is not co-located in the ingress (``embedder.colocate``).
+    """
 
     def __init__(self, config: dict):
-        self._load_embedder(EmbedderSpec.model_validate(config))
+        from app.routing.embed import Embedder
+
+        spec = EmbedderSpec.model_validate(config)
+        self._embedder = Embedder(spec.embedder)  # set embedder.num_threads: Ray gives a 0.25-CPU replica one
+        self.embed.set_max_batch_size(spec.max_batch_size)
+        self.embed.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
+    async def embed(self, calls: list[list[str]]) -> list[np.ndarray]:
+        """Embeddings of a list of texts per call (the ingress sends one call per batch)."""
+        # Inline on the event loop: a worker thread would fight the loop for the GIL.
+        emb = self._embedder.encode([t for texts in calls for t in texts])
+        bounds = np.cumsum([0] + [len(texts) for texts in calls])
+        return [emb[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _options(r: Resources) -> dict:

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from collections.abc import AsyncIterator
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
@@ -29,7 +28,7 @@ from app.routing.artifact import load_artifact
 from app.routing.router import Decision, Router, Signals
 from app.routing.scorers import RATING_CHOICES, parse_rating, rating_messages, rating_score
 from app.routing.text import prompt_text
-from app.serve.config import AppConfig, EmbedderSpec
+from app.serve.config import AppConfig
 
 api = FastAPI(title="tierroute", description="Complexity-based routing of OpenAI requests to model tiers.")
 
@@ -101,33 +100,9 @@ async def decide(router: Router, signals, rate, text: str, timeout_s: float) -> 
     return router.decide(sig, 0, llm, fallback, started=t0)
 
 
-class BatchedEmbedding:
-    """The embedding model inside a replica.
-
-    Used by the Embedder deployment, and by the ingress itself when the config
-    co-locates the model there (``embedder.colocate``).
-    """
-
-    def _load_embedder(self, spec: EmbedderSpec) -> None:
-        from app.routing.embed import Embedder
-
-        # Set embedder.num_threads: Ray gives a fractional-CPU replica one thread.
-        self._embedder = Embedder(spec.embedder)
-        self.embed.set_max_batch_size(spec.max_batch_size)
-        self.embed.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
-
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def embed(self, calls: list[list[str]]) -> list[np.ndarray]:
-        """Embeddings of a list of texts per call; concurrent calls are encoded together."""
-        # Inline on the event loop: a worker thread would fight the loop for the GIL.
-        emb = self._embedder.encode([t for texts in calls for t in texts])
-        bounds = np.cumsum([0] + [len(texts) for texts in calls])
-        return [emb[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
 @serve.deployment
 @serve.ingress(api)
-class Ingress(BatchedEmbedding):
+class Ingress:
     def __init__(self, config: dict, embedder, tier1, tier2, router_llm=None):
         self.cfg = AppConfig.model_validate(config)
         self.router = Router(load_artifact(self.cfg.artifact))
@@ -136,7 +111,9 @@ class Ingress(BatchedEmbedding):
                 h.options(_by_reference=False) if h is not None else None for h in (embedder, tier1, tier2, router_llm)
             )
         if embedder is None:  # embedder.colocate: the model runs in this replica, one hop fewer
-            self._load_embedder(self.cfg.embedder)
+            from app.routing.embed import Embedder
+
+            self._embedder = Embedder(self.cfg.embedder.embedder)
         self.signals.set_max_batch_size(self.cfg.embedder.max_batch_size)
         self.signals.set_batch_wait_timeout_s(self.cfg.embedder.batch_wait_timeout_s)
         self.active = 0  # requests in this replica now (see decide)
@@ -147,7 +124,7 @@ class Ingress(BatchedEmbedding):
         self.streams = {(t, k): getattr(h.options(stream=True), k) for t, (_, h) in self.tiers.items() for k in ("chat", "completions")}
         self.rate_call = router_llm.chat_once if router_llm is not None else None
         self.embed_call = embedder.embed if embedder is not None else None
-        self.by_model = {mid: (tier, h) for tier, (mid, h) in self.tiers.items()}
+        self.by_model = {mid: tier for tier, (mid, _) in self.tiers.items()}
         self.forwarded: Counter[str] = Counter()
 
     @contextmanager
@@ -179,7 +156,7 @@ class Ingress(BatchedEmbedding):
         if model == self.cfg.ingress.router_name:
             return None
         if model in self.by_model:
-            return self.by_model[model][0]
+            return self.by_model[model]
         known = ", ".join([self.cfg.ingress.router_name, *self.by_model])
         raise APIError(404, f"model {model!r} does not exist; available: {known}", param="model", code="model_not_found")
 
