@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test run demo artifact bench bench-serve clean
+.PHONY: setup test run demo artifact bench bench-serve bench-embed clean
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,9 @@ bench: setup
 
 bench-serve: setup
 	$(PY) scripts/bench_serve.py --startup
+
+bench-embed: setup
+	$(PY) scripts/bench_embed.py
 
 clean:
 	rm -rf $(VENV)

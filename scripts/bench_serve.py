@@ -18,7 +18,7 @@ two vLLM tiers on CPU): seconds from `serve.run` to ready, and peak memory of th
 machine above its level before the start (sampled every 0.2 s).
 
 Usage: .venv/bin/python scripts/bench_serve.py [--startup] [--rounds 3] [--requests-c1 200] [--requests-c32 1000]
-       [--colocate yes|no] [--grpc yes|no]
+       [--colocate yes|no] [--grpc yes|no] [--backend torch|onnx|openvino] [--precision float32|bfloat16] [--num-threads N]
 """
 
 from __future__ import annotations
@@ -83,10 +83,13 @@ class NoOp:
 class InstantTier:
     """Stands in for a vLLM tier in this benchmark only: answers at once."""
 
-    async def chat_once(self, request, raw_request_info=None):  # as app.serve.llm.TierServer
-        from ray.serve.llm.openai_api_models import ChatCompletionResponse
+    def __init__(self):
+        from ray.serve.llm.openai_api_models import ChatCompletionResponse  # imports vLLM: seconds, so not per request
 
-        return ChatCompletionResponse.model_validate({**CANNED, "model": request.model})
+        self.response_cls = ChatCompletionResponse
+
+    async def chat_once(self, request, raw_request_info=None):  # as app.serve.llm.TierServer
+        return self.response_cls.model_validate({**CANNED, "model": request.model})
 
     async def check_health(self) -> None:
         return None
@@ -131,9 +134,14 @@ def overhead(args) -> dict:
         local["embedder"]["colocate"] = args.colocate == "yes"
     if args.grpc is not None:
         local["ingress"]["grpc_calls"] = args.grpc == "yes"
+    for field in ("backend", "precision", "num_threads"):
+        if getattr(args, field) is not None:
+            local["embedder"]["embedder"][field] = getattr(args, field)
+    if args.backend not in (None, "openvino"):
+        local["embedder"]["embedder"]["precision"] = "float32"
     cfg = AppConfig.model_validate(local)
     e = cfg.embedder
-    print(f"embedder: {e.embedder.backend}, {e.embedder.num_threads} threads, co-located in the ingress: {e.colocate}; "
+    print(f"embedder: {e.embedder.backend} {e.embedder.precision}, {e.embedder.num_threads} threads, co-located in the ingress: {e.colocate}; "
           f"gRPC calls between deployments: {cfg.ingress.grpc_calls}")
     routed = Ingress.options(name="Ingress", **ingress_options(cfg)).bind(
         cfg.model_dump(mode="json"),
@@ -209,6 +217,9 @@ def main() -> None:
     ap.add_argument("--requests-c32", type=int, default=1000, help="requests per round at concurrency 32")
     ap.add_argument("--colocate", choices=["yes", "no"], help="override configs/local.yaml's embedder.colocate")
     ap.add_argument("--grpc", choices=["yes", "no"], help="override configs/local.yaml's ingress.grpc_calls")
+    ap.add_argument("--backend", choices=["torch", "onnx", "openvino"], help="override the embedder's backend")
+    ap.add_argument("--precision", choices=["float32", "bfloat16"], help="override the embedder's precision")
+    ap.add_argument("--num-threads", type=int, help="override the embedder's num_threads")
     ap.add_argument("--startup", action="store_true", help="also measure the local default's startup time and peak memory")
     args = ap.parse_args()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)

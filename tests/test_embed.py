@@ -1,4 +1,4 @@
-"""The ONNX Runtime backend: exported once, cached, and the same embeddings as torch."""
+"""The CPU runtimes (ONNX Runtime, OpenVINO): exported once, cached, and the same embeddings as torch."""
 
 import numpy as np
 import pytest
@@ -27,8 +27,12 @@ def cache(tmp_path_factory):
     mp.undo()
 
 
-def test_onnx_matches_torch_and_is_exported_once(cache):
-    torch_emb = Embedder(EmbedderConfig(batch_size=4)).encode(TEXTS)
+@pytest.fixture(scope="module")
+def torch_emb():
+    return Embedder(EmbedderConfig(batch_size=4)).encode(TEXTS)
+
+
+def test_onnx_matches_torch_and_is_exported_once(cache, torch_emb):
     onnx = Embedder(EmbedderConfig(backend="onnx", num_threads=1, batch_size=4))
     exported = list((cache / "onnx").glob("*.onnx"))
     assert cache_dir() == cache and len(exported) == 1
@@ -46,8 +50,36 @@ def test_onnx_matches_torch_and_is_exported_once(cache):
     assert not list((cache / "onnx").glob("*.tmp"))
 
 
-def test_onnx_backend_is_cpu_only():
-    with pytest.raises(ValidationError, match="backend"):
-        EmbedderConfig(backend="onnx", device="cuda")
+def test_openvino_float32_matches_torch(cache, torch_emb):
+    ov = Embedder(EmbedderConfig(backend="openvino", num_threads=1, batch_size=4))
+    assert ov.precision == "float32"
+    emb = ov.encode(TEXTS)
+    assert emb.shape == (len(TEXTS), 384) and emb.dtype == np.float32
+    np.testing.assert_allclose(emb, torch_emb, atol=1e-4)
+    np.testing.assert_allclose(ov.encode([TEXTS[2]])[0], emb[2], atol=1e-5)
+    assert len(list((cache / "onnx").glob("*.onnx"))) == 1  # the same export as the onnx backend
+
+
+def test_openvino_bfloat16_is_close_to_float32(cache, torch_emb):
+    ov = Embedder(EmbedderConfig(backend="openvino", precision="bfloat16", batch_size=4))
+    emb = ov.encode(TEXTS)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    cos = (emb * torch_emb).sum(1)
+    assert cos.min() > 0.999, cos
+    if ov.precision == "bfloat16":  # this CPU has bf16 units: the numbers differ, if only a little
+        assert np.abs(emb - torch_emb).max() > 1e-5
+    else:
+        np.testing.assert_allclose(emb, torch_emb, atol=1e-4)
+
+
+def test_cpu_runtimes_validation():
+    for backend in ("onnx", "openvino"):
+        with pytest.raises(ValidationError, match="backend"):
+            EmbedderConfig(backend=backend, device="cuda")
+    for backend in ("torch", "onnx"):
+        with pytest.raises(ValidationError, match="precision"):
+            EmbedderConfig(backend=backend, precision="bfloat16")
+    with pytest.raises(ValidationError, match="precision"):
+        EmbedderConfig(backend="openvino", precision="float16")
     with pytest.raises(ValidationError, match="num_threads"):
         EmbedderConfig(num_threads=0)

@@ -5,18 +5,24 @@ The default model, all-MiniLM-L6-v2, is loaded from the PyPI package
 model name or local directory works the same way; production may set a larger
 model with its task prefix (e.g. nomic-embed-text-v1.5 with "classification: ").
 
-Two backends compute the same embeddings: ``torch`` (CPU or GPU) and ``onnx``
-(ONNX Runtime on CPU). The ONNX graph is exported from the loaded model once and
-cached; on a CPU it embeds a short prompt 2-3x faster, which is what a router on
-the request path needs.
+Three backends run the same model: ``torch`` (CPU or GPU), ``onnx`` (ONNX
+Runtime on CPU) and ``openvino`` (OpenVINO on CPU). The ONNX graph is exported
+from the loaded model once and cached; both CPU runtimes read it. In float32 all
+three give the same embeddings (to 1e-4); on a CPU the runtimes embed a short
+prompt 2-3x faster than torch, which is what a router on the request path needs.
+``precision: bfloat16`` (OpenVINO) uses the CPU's bf16 matrix units (Intel AMX,
+AVX512-BF16) for another 3x less CPU per prompt, at a cosine of >= 0.9999 to the
+float32 embedding; on a CPU without them OpenVINO computes in float32.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -24,6 +30,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _PACKAGED = {  # model id -> function returning a local directory
@@ -41,13 +49,20 @@ class EmbedderConfig(BaseModel):
     batch_size: int = Field(32, ge=1, le=1024)
     max_seq_length: int | None = Field(None, ge=8, description="override the model's token window")
     trust_remote_code: bool = False
-    backend: Literal["torch", "onnx"] = Field("torch", description="'onnx': ONNX Runtime on CPU, same embeddings, faster")
+    backend: Literal["torch", "onnx", "openvino"] = Field(
+        "torch", description="'onnx' (ONNX Runtime) or 'openvino': on CPU, same embeddings, faster"
+    )
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="'bfloat16' (backend openvino): the CPU's bf16 units, ~3x less CPU, cosine >= 0.9999"
+    )
     num_threads: int | None = Field(None, ge=1, description="CPU threads of the model; None: the library's default")
 
     @model_validator(mode="after")
-    def _onnx_on_cpu(self):
-        if self.backend == "onnx" and self.device not in (None, "cpu"):
-            raise ValueError(f"backend: 'onnx' runs on CPU; use backend 'torch' for device {self.device!r}")
+    def _runtime_on_cpu(self):
+        if self.backend != "torch" and self.device not in (None, "cpu"):
+            raise ValueError(f"backend: {self.backend!r} runs on CPU; use backend 'torch' for device {self.device!r}")
+        if self.precision == "bfloat16" and self.backend != "openvino":
+            raise ValueError(f"precision: 'bfloat16' needs backend 'openvino' (backend is {self.backend!r})")
         return self
 
 
@@ -84,10 +99,14 @@ class Embedder:
         if self.config.max_seq_length:
             self._model.max_seq_length = self.config.max_seq_length
         self.dim = int(self._model.get_embedding_dimension())
-        self._onnx = None
+        self._runtime: _Runtime | None = None  # None: torch
+        self.precision = "float32"  # what the model computes in (bfloat16 only where the CPU has it)
+        source = resolve_model_path(self.config.model)
         if self.config.backend == "onnx":
-            self._onnx = _onnx_session(self._model, resolve_model_path(self.config.model), self.config.num_threads)
-            self._onnx_inputs = [i.name for i in self._onnx.get_inputs()]
+            self._runtime = _OnnxRuntime(_onnx_file(self._model, source), self.config.num_threads)
+        elif self.config.backend == "openvino":
+            self._runtime = _OpenVino(_onnx_file(self._model, source), self.config.num_threads, self.config.precision)
+            self.precision = self._runtime.precision
         elif self.config.num_threads:
             import torch
 
@@ -117,19 +136,19 @@ class Embedder:
         return out
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        if self._onnx is None:
+        if self._runtime is None:
             return self._model.encode(
                 texts, batch_size=self.config.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
         parts = []
         for s in range(0, len(texts), self.config.batch_size):
             feats = _preprocess(self._model, texts[s : s + self.config.batch_size])
-            parts.append(self._onnx.run(None, {n: feats[n].numpy() for n in self._onnx_inputs})[0])
+            parts.append(self._runtime.run({n: feats[n].numpy() for n in self._runtime.inputs}))
         emb = np.concatenate(parts).astype(np.float32, copy=False)
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
-# --- ONNX backend ----------------------------------------------------------------
+# --- CPU runtimes (onnx, openvino) ------------------------------------------------
 
 
 def _preprocess(model, texts: list[str]) -> dict:
@@ -193,18 +212,62 @@ def export_onnx(model, path: Path) -> None:
             os.unlink(tmp)
 
 
-def _onnx_session(model, source: str, threads: int | None):
-    import onnxruntime as ort
-
+def _onnx_file(model, source: str) -> Path:
+    """The model's exported ONNX graph, exported on first use."""
     path = _onnx_path(model, source)
     if not path.is_file():
         export_onnx(model, path)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (all cores)
-    opts.inter_op_num_threads = 1
-    # Threads that spin between small requests burn the cores the proxy and engines share.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return path
+
+
+class _Runtime:
+    """A CPU runtime holding the exported graph: ``run(inputs) -> embeddings``."""
+
+    inputs: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _OnnxRuntime(_Runtime):
+    def __init__(self, path: Path, threads: int | None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (all cores)
+        opts.inter_op_num_threads = 1
+        # Threads that spin between small requests burn the cores the proxy and engines share.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def run(self, feeds):
+        return self.session.run(None, feeds)[0]
+
+
+class _OpenVino(_Runtime):
+    def __init__(self, path: Path, threads: int | None, precision: str):
+        import openvino as ov
+
+        props = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bfloat16" else "f32",
+            "PERFORMANCE_HINT": "LATENCY",  # one stream: requests come batched already
+            "ENABLE_CPU_PINNING": False,  # the cores are shared with Ray's other processes
+        }
+        if threads:
+            props["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = ov.Core().compile_model(str(path), "CPU", props)
+        self.inputs = [i.any_name for i in self.compiled.inputs]
+        used = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self.precision = "bfloat16" if used == "bf16" else "float32"
+        if self.precision != precision:
+            logger.warning("embedder: %s asked for, but this CPU computes in %s", precision, self.precision)
+        self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()  # an infer request serves one call at a time
+
+    def run(self, feeds):
+        with self._lock:
+            return self._request.infer(feeds)[self.compiled.output(0)].copy()
 
 
 @lru_cache(maxsize=4)
