@@ -92,8 +92,9 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
+        source = resolve_model_path(self.config.model)
         self._model = SentenceTransformer(
-            resolve_model_path(self.config.model),
+            source,
             device=self.config.device,
             trust_remote_code=self.config.trust_remote_code,
         )
@@ -102,7 +103,6 @@ class Embedder:
         self.dim = int(self._model.get_embedding_dimension())
         self._runtime: _Runtime | None = None  # None: torch
         self.precision = "float32"  # what the model computes in (bfloat16 only where the CPU has it)
-        source = resolve_model_path(self.config.model)
         if self.config.backend == "onnx":
             self._runtime = _OnnxRuntime(_onnx_file(self._model, source), self.config.num_threads)
         elif self.config.backend == "openvino":
@@ -261,18 +261,19 @@ class _OpenVino(_Runtime):
         }
         if threads:
             props["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = ov.Core().compile_model(str(path), "CPU", props)
-        self.inputs = [i.any_name for i in self.compiled.inputs]
-        used = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        compiled = ov.Core().compile_model(str(path), "CPU", props)
+        self.inputs = [i.any_name for i in compiled.inputs]
+        used = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         self.precision = "bfloat16" if used == "bf16" else "float32"
         if self.precision != precision:
             logger.warning("embedder: %s asked for, but this CPU computes in %s", precision, self.precision)
-        self._request = self.compiled.create_infer_request()
+        self._request = compiled.create_infer_request()
+        self._output = compiled.output(0)
         self._lock = threading.Lock()  # an infer request serves one call at a time
 
     def run(self, feeds):
-        with self._lock:
-            return self._request.infer(feeds)[self.compiled.output(0)].copy()
+        with self._lock:  # copied: the request reuses its output buffer on the next call
+            return self._request.infer(feeds)[self._output].copy()
 
 
 @lru_cache(maxsize=4)

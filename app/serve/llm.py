@@ -37,15 +37,18 @@ class TierServer(LLMServer):
 
     async def chat_once(self, request, raw_request_info=None):
         """The response (or ``ErrorResponse``) of a non-streaming chat request."""
-        async for response in await self.chat(request, raw_request_info):
-            return response
-        raise RuntimeError("the engine returned no response")
+        return await _only(await self.chat(request, raw_request_info))
 
     async def completions_once(self, request, raw_request_info=None):
         """The response (or ``ErrorResponse``) of a non-streaming completions request."""
-        async for response in await self.completions(request, raw_request_info):
-            return response
-        raise RuntimeError("the engine returned no response")
+        return await _only(await self.completions(request, raw_request_info))
+
+
+async def _only(responses):
+    """The one item a non-streaming ``LLMServer`` call yields."""
+    async for response in responses:
+        return response
+    raise RuntimeError("the engine returned no response")
 
 
 def llm_config(spec: EngineSpec) -> LLMConfig:
