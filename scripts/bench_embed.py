@@ -73,7 +73,7 @@ def main() -> None:
         emb = Embedder(EmbedderConfig(backend=backend, precision=precision, num_threads=args.threads, device="cpu"))
         cost = {b: cpu_ms_per_prompt(emb, b) for b in (1, 8, 32)}
         vecs = emb.encode(texts, progress=True)
-        sig = router.signals(vecs, texts)
+        sig = router.score_embeddings(vecs, texts)
         if ref is None:
             ref = (vecs, sig)
         rvecs, rsig = ref

@@ -49,9 +49,12 @@ def test_threshold_hits_target_share_and_artifact_round_trips(built, fake_embedd
     s1, s2 = r1.score_texts(texts).score, r2.score_texts(texts).score
     np.testing.assert_allclose(s1, s2, rtol=1e-6)
     assert s1[0] > s1[1]
-    d = r1.decide(r1.score_texts(texts), 0)
+    both = r1.score_texts(texts)
+    d = r1.decide(both.row(0))
     assert d.tier == 2 and d.threshold == art.threshold and set(d.signals) >= {"embedding", "centroid", "llm"}
-    assert r1.decide(r1.score_texts(texts), 1).tier == 1
+    assert r1.decide(both.row(1)).tier == 1
+    # a live threshold (share controller) overrides the artifact's and is reported
+    assert r1.decide(both.row(1), threshold=0.0).tier == 2 and r1.decide(both.row(1), threshold=0.0).threshold == 0.0
     assert art.build["data"]["rows"] == {"synth": 120} and "cross_validation" in art.build
 
 
@@ -71,7 +74,7 @@ def test_llm_consulted_only_inside_band(built, fake_embedder):
     assert router.wants_llm(q_t) and router.wants_llm(q_t + art.hybrid.band * 0.9)
     assert not router.wants_llm(min(1.0, q_t + art.hybrid.band + 0.05)) or q_t + art.hybrid.band >= 1.0
     sig = router.score_texts(["what is a cat"])
-    d = router.decide(sig, 0, llm_score=1.0)
+    d = router.decide(sig, llm_score=1.0)
     assert d.llm_consulted and d.signals["llm"] == 1.0 and d.scorer.startswith("hybrid+")
     assert d.complexity_score > float(sig.score[0])
 

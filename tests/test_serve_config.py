@@ -157,7 +157,7 @@ def run_decide(router, rate, timeout=0.2, text="what is item 7 word word"):
     from app.serve.ingress import decide
 
     async def signals(t):
-        return router.signals(router.embedder.encode([t]), [t])
+        return router.score_embeddings(router.embedder.encode([t]), [t])
 
     return asyncio.run(decide(router, signals, rate, text, timeout))
 

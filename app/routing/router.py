@@ -1,9 +1,11 @@
 """The router: artifact + embeddings -> a routing decision. No Ray, no I/O.
 
 The Ray Serve graph calls the same three steps a request goes through here:
-:meth:`Router.signals` (embedding signals of a batch), :meth:`Router.wants_llm`
-(is the score inside the uncertainty band?) and :meth:`Router.decide` (final
-tier, with the LLM's rating when one was obtained).
+:meth:`Router.score_embeddings` (the embedding-side scores of a batch),
+:meth:`Router.wants_llm` (is the score inside the uncertainty band?) and
+:meth:`Router.decide` (final tier of one prompt, with the LLM's rating when one
+was obtained). "Signals" means one thing only: the ``Decision.signals`` dict
+that reports them.
 """
 
 from __future__ import annotations
@@ -36,16 +38,16 @@ class Decision(BaseModel):
 
 
 @dataclass
-class Signals:
-    """Embedding-side signals for a batch of prompts (arrays of equal length)."""
+class EmbeddingScores:
+    """Embedding-side scores of a batch of prompts (arrays of equal length)."""
 
     score: np.ndarray  # the artifact's embedding scorer
     centroid: np.ndarray
     quantile: np.ndarray  # score's place in calibration traffic
 
-    def row(self, i: int) -> "Signals":
+    def row(self, i: int) -> "EmbeddingScores":
         """Prompt ``i`` alone, as a batch of one."""
-        return Signals(self.score[i : i + 1], self.centroid[i : i + 1], self.quantile[i : i + 1])
+        return EmbeddingScores(self.score[i : i + 1], self.centroid[i : i + 1], self.quantile[i : i + 1])
 
 
 def build_scorer(artifact: Artifact):
@@ -89,9 +91,9 @@ class Router:
         return cls(art, get_embedder(cfg))
 
     # --- the steps -----------------------------------------------------------
-    def signals(self, emb: np.ndarray, texts: list[str]) -> Signals:
+    def score_embeddings(self, emb: np.ndarray, texts: list[str]) -> EmbeddingScores:
         score = np.clip(self._score(emb, feature_matrix(texts)), 0.0, 1.0)
-        return Signals(score, centroid_score(np.atleast_2d(emb), self._complex, self._simple), self.artifact.quantile_of(score))
+        return EmbeddingScores(score, centroid_score(np.atleast_2d(emb), self._complex, self._simple), self.artifact.quantile_of(score))
 
     def wants_llm(self, quantile: float) -> bool:
         return in_band(float(quantile), self._q_threshold, self.artifact.hybrid.band)
@@ -103,28 +105,32 @@ class Router:
 
     def decide(
         self,
-        signals: Signals,
-        i: int = 0,
+        scores: EmbeddingScores,
         llm_score: float | None = None,
         fallback: str | None = None,
         started: float | None = None,
+        threshold: float | None = None,
     ) -> Decision:
-        """Decision for prompt ``i`` of a batch; ``llm_score`` in [0, 1] when the LLM answered."""
-        emb_score = float(signals.score[i])
+        """Decision for one prompt (``scores`` of a batch of one); ``llm_score`` in [0, 1] when the LLM answered.
+
+        ``threshold`` overrides the artifact's (a share controller's live threshold).
+        """
+        emb_score = float(scores.score[0])
+        threshold = self.threshold if threshold is None else float(threshold)
         consulted = llm_score is not None
         h = self.artifact.hybrid
         final = hybrid_score(emb_score, llm_score, h.llm_weight, h.llm_center)
         return Decision(
-            tier=2 if final >= self.threshold else 1,
+            tier=2 if final >= threshold else 1,
             complexity_score=final,
             confidence=self.confidence(final),
-            threshold=self.threshold,
+            threshold=threshold,
             scorer=("hybrid+" if consulted else "") + self.artifact.scorer.family,
             signals={
                 "embedding": emb_score,
-                "centroid": float(signals.centroid[i]),
+                "centroid": float(scores.centroid[0]),
                 "llm": llm_score,
-                "traffic_quantile": float(signals.quantile[i]),
+                "traffic_quantile": float(scores.quantile[0]),
             },
             llm_consulted=consulted,
             fallback=fallback,
@@ -132,13 +138,13 @@ class Router:
         )
 
     # --- conveniences for offline use ---------------------------------------
-    def score_texts(self, texts: list[str], progress: bool = False) -> Signals:
+    def score_texts(self, texts: list[str], progress: bool = False) -> EmbeddingScores:
         if self.embedder is None:
             raise RuntimeError("this Router has no embedder; pass one or use Router.load()")
-        return self.signals(self.embedder.encode(texts, progress=progress), texts)
+        return self.score_embeddings(self.embedder.encode(texts, progress=progress), texts)
 
     def route(self, request: str | list[dict[str, Any]], llm_score: float | None = None) -> Decision:
         """Route one prompt or message list (the embedding score alone unless ``llm_score`` is given)."""
         t0 = time.perf_counter()
-        sig = self.score_texts([prompt_text(request)])
-        return self.decide(sig, 0, llm_score if self.wants_llm(sig.quantile[0]) else None, started=t0)
+        sc = self.score_texts([prompt_text(request)])
+        return self.decide(sc, llm_score if self.wants_llm(sc.quantile[0]) else None, started=t0)

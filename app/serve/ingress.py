@@ -25,7 +25,7 @@ from ray import serve
 from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest
 
 from app.routing.artifact import load_artifact
-from app.routing.router import Decision, Router, Signals
+from app.routing.router import Decision, EmbeddingScores, Router
 from app.routing.scorers import RATING_CHOICES, parse_rating, rating_messages, rating_score
 from app.routing.text import prompt_text
 from app.serve.config import AppConfig
@@ -80,7 +80,7 @@ def decision_headers(d: Decision, model: str) -> dict[str, str]:
 async def decide(router: Router, signals, rate, text: str, timeout_s: float) -> Decision:
     """Score, and consult the router LLM only inside the uncertainty band.
 
-    ``signals(text)`` (embedding signals of one prompt, :class:`Signals`) and
+    ``signals(text)`` (embedding signals of one prompt, :class:`EmbeddingScores`) and
     ``rate(text)`` (the LLM's rating in [0, 1]) are awaitables. A rating that
     is late or fails falls back to the embedding score, and the decision says why.
     """
@@ -97,7 +97,7 @@ async def decide(router: Router, signals, rate, text: str, timeout_s: float) -> 
                 fallback = f"router LLM timed out after {timeout_s}s"
             except Exception as e:  # an LLM that is down must not fail the request
                 fallback = f"router LLM failed: {type(e).__name__}: {e}"
-    return router.decide(sig, 0, llm, fallback, started=t0)
+    return router.decide(sig, llm, fallback, started=t0)
 
 
 @serve.deployment
@@ -161,21 +161,21 @@ class Ingress:
         raise APIError(404, f"model {model!r} does not exist; available: {known}", param="model", code="model_not_found")
 
     # --- routing -------------------------------------------------------------
-    async def _score(self, texts: list[str]) -> Signals:
+    async def _score(self, texts: list[str]) -> EmbeddingScores:
         if self.embed_call is None:
             emb = self._embedder.encode(texts)
         else:
             emb = await self.embed_call.remote(texts)
-        return self.router.signals(emb, texts)
+        return self.router.score_embeddings(emb, texts)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def signals(self, texts: list[str]) -> list[Signals]:
+    async def signals(self, texts: list[str]) -> list[EmbeddingScores]:
         """Embedding signals of concurrent requests, embedded and scored as one batch."""
         self.scored["batched"] += len(texts)
         sig = await self._score(texts)
         return [sig.row(i) for i in range(len(texts))]
 
-    async def _signals_alone(self, text: str) -> Signals:
+    async def _signals_alone(self, text: str) -> EmbeddingScores:
         self.scored["alone"] += 1
         return await self._score([text])
 
