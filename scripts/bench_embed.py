@@ -19,33 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
+import numpy as np
+from bench_serve import PROMPTS  # the serving benchmark's short prompts
+from common import calibration_prompts
 
 from app.routing.artifact import load_artifact  # noqa: E402
-from app.routing.data import load_file, load_shared_dir  # noqa: E402
 from app.routing.embed import Embedder, EmbedderConfig  # noqa: E402
 from app.routing.router import Router  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "scripts"))
-from bench_serve import PROMPTS  # noqa: E402  the serving benchmark's short prompts
-
 BACKENDS = [("torch", "float32"), ("onnx", "float32"), ("openvino", "float32"), ("openvino", "bfloat16")]
-
-
-def calibration_prompts(n: int) -> list[str]:
-    texts = [e.text for e in load_file(ROOT / "app/routing/exemplars/exemplars.jsonl").examples]
-    shared = ROOT.parent / "shared" / "data"
-    if shared.is_dir():
-        texts += [e.text for e in load_shared_dir(shared).examples]
-    return texts[:n] if n else texts
 
 
 def cpu_ms_per_prompt(emb: Embedder, batch: int, seconds: float = 2.0) -> float:

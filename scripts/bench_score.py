@@ -14,26 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import calibration_prompts
 
 from app.routing.batch import score_file  # noqa: E402
-from app.routing.data import load_file, load_shared_dir  # noqa: E402
 from app.routing.router import Router  # noqa: E402
 
 
 def prompts(n: int) -> list[str]:
-    base = [e.text for e in load_file(ROOT / "app/routing/exemplars/exemplars.jsonl").examples]
-    shared = ROOT.parent / "shared" / "data"
-    if shared.is_dir():
-        base += [e.text for e in load_shared_dir(shared).examples]
+    base = calibration_prompts()
     return [f"{base[i % len(base)]} (#{i})" for i in range(n)]
 
 

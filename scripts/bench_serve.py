@@ -27,22 +27,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import sys
 import threading
 import time
-from pathlib import Path
-
-import numpy as np
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 import ray  # noqa: E402
-import yaml  # noqa: E402
+from common import free_port, local_args  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from ray import serve  # noqa: E402
 
@@ -95,12 +88,6 @@ class InstantTier:
         return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def load(url: str, n: int, concurrency: int) -> tuple[np.ndarray, float]:
     """(latencies in ms, requests per second) for n requests at a fixed concurrency."""
     lat: list[float] = []
@@ -124,11 +111,9 @@ async def load(url: str, n: int, concurrency: int) -> tuple[np.ndarray, float]:
 
 
 def overhead(args) -> dict:
-    from app.serve.config import AppConfig
-    from app.serve.graph import embedder_deployment, ingress_options
-    from app.serve.ingress import Ingress
+    from app.serve.graph import app_config, ingress_app
 
-    local = yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
+    local = local_args()
     local["router_llm"] = None
     if args.colocate is not None:
         local["embedder"]["colocate"] = args.colocate == "yes"
@@ -139,17 +124,11 @@ def overhead(args) -> dict:
             local["embedder"]["embedder"][field] = getattr(args, field)
     if args.backend not in (None, "openvino"):
         local["embedder"]["embedder"]["precision"] = "float32"
-    cfg = AppConfig.model_validate(local)
+    cfg, _ = app_config(local)
     e = cfg.embedder
     print(f"embedder: {e.embedder.backend} {e.embedder.precision}, {e.embedder.num_threads} threads, co-located in the ingress: {e.colocate}; "
           f"gRPC calls between deployments: {cfg.ingress.grpc_calls}")
-    routed = Ingress.options(name="Ingress", **ingress_options(cfg)).bind(
-        cfg.model_dump(mode="json"),
-        embedder_deployment(cfg),
-        InstantTier.options(name="Tier1").bind(),
-        InstantTier.options(name="Tier2").bind(),
-        None,
-    )
+    routed = ingress_app(cfg, InstantTier.options(name="Tier1").bind(), InstantTier.options(name="Tier2").bind())
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(NoOp.bind(), name="noop", route_prefix="/noop")
@@ -188,7 +167,7 @@ def startup() -> dict:
 
     from app.serve.graph import build_app
 
-    args = yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
+    args = local_args()
     base = psutil.virtual_memory().used
     peak = [base]
     stop = threading.Event()

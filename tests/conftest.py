@@ -1,4 +1,5 @@
 import os
+import sys
 import zlib
 from pathlib import Path
 
@@ -10,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "scripts"))  # common.py: free_port, local_args, shared with the scripts
 
 
 class FakeEmbedder:

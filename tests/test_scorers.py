@@ -21,11 +21,9 @@ def test_centroid_formula_against_hand_computed_values():
     complex_c = np.array([1.0, 0.0])
     simple_c = np.array([0.0, 1.0])
     e = np.array([0.6, 0.8])  # unit norm
-    d_c = math.sqrt(0.4**2 + 0.8**2)  # 0.894427
-    d_s = math.sqrt(0.6**2 + 0.2**2)  # 0.632456
-    expected = 1 / (1 + math.exp(d_c - d_s))  # 0.434879
-    assert centroid_score(e, complex_c, simple_c) == pytest.approx(expected, abs=1e-9)
-    assert expected == pytest.approx(0.434879, abs=1e-6)
+    # by hand: d_complex = sqrt(0.4^2 + 0.8^2) = 0.894427, d_simple = sqrt(0.6^2 + 0.2^2) = 0.632456,
+    # 1 / (1 + exp(0.894427 - 0.632456)) = 0.434879; the scorer must land on it
+    assert centroid_score(e, complex_c, simple_c) == pytest.approx(0.434879, abs=1e-6)
     # equidistant -> exactly 0.5; on the complex centroid -> exp(-sqrt 2) side
     assert centroid_score(np.array([[0.7071, 0.7071]]), complex_c, simple_c)[0] == pytest.approx(0.5)
     assert centroid_score(complex_c, complex_c, simple_c) == pytest.approx(1 / (1 + math.exp(-math.sqrt(2))))

@@ -2,7 +2,6 @@
 config against Ray's own schema, and that every production deployment fits a
 worker type of cluster.yaml."""
 
-import asyncio
 import json
 import os
 
@@ -111,14 +110,30 @@ def test_bad_config_fails_early_naming_the_field(patch, field):
 
 
 def test_embedder_is_its_own_deployment_unless_colocated():
-    from app.serve.graph import embedder_deployment, ingress_options
+    from app.serve.graph import embedder_deployment
 
     args = app_args("local.yaml")
     for colocate in (False, True):
         args["embedder"]["colocate"] = colocate
         cfg = AppConfig.model_validate(args)
         assert (embedder_deployment(cfg) is None) is colocate
-        assert ingress_options(cfg)["ray_actor_options"]["num_cpus"] == cfg.ingress.replica.num_cpus
+
+
+def test_one_builder_of_deployment_options_for_ingress_embedder_and_engines():
+    from app.serve.llm import llm_config
+
+    args = app_args("g6e.yaml")
+    cfg = AppConfig.model_validate(args)
+    a = args["tier1"]["replica"]["autoscaling"]
+    engine = llm_config(cfg.tier1).deployment_config
+    assert engine == cfg.tier1.replica.deployment_options()
+    assert engine["autoscaling_config"] == {**a, "initial_replicas": max(a["min_replicas"], 1)}
+    assert engine["ray_actor_options"]["num_cpus"] == args["tier1"]["replica"]["num_cpus"]
+    ingress = cfg.ingress.replica.deployment_options()
+    assert ingress["max_ongoing_requests"] == args["ingress"]["replica"]["max_ongoing_requests"]
+    assert ingress["autoscaling_config"]["max_replicas"] == args["ingress"]["replica"]["autoscaling"]["max_replicas"]
+    quiet = AppConfig.model_validate(app_args("local.yaml")).embedder.replica.deployment_options()
+    assert quiet["logging_config"] == {"enable_access_log": False}
 
 
 def test_llm_configs_for_cpu_and_gpu():
@@ -135,63 +150,3 @@ def test_llm_configs_for_cpu_and_gpu():
     assert gpu.placement_group_config["bundles"] == [{"CPU": 4.0, "GPU": 1.0}] * 4
     assert gpu.placement_group_config["strategy"] == "STRICT_PACK"
     assert gpu.callback_config.callback_class is SkipLocalDownload
-
-
-# --- the decision step of the ingress, with test doubles for the deployments ---
-
-
-@pytest.fixture
-def router(fake_embedder):
-    from test_calibration import synthetic
-
-    from app.routing.calibrate import build_artifact, cross_validate, prepare
-    from app.routing.router import Router
-
-    p = prepare(synthetic(), fake_embedder, progress=False)
-    art = build_artifact(p, fake_embedder, *cross_validate(p, n_splits=3, progress=False), tier2_share=0.3)
-    art.hybrid.band = 1.0  # every prompt is "unsure": the LLM is always asked
-    return Router(art, fake_embedder)
-
-
-def run_decide(router, rate, timeout=0.2, text="what is item 7 word word"):
-    from app.serve.ingress import decide
-
-    async def signals(t):
-        return router.score_embeddings(router.embedder.encode([t]), [t])
-
-    return asyncio.run(decide(router, signals, rate, text, timeout))
-
-
-def test_llm_rating_is_used_inside_the_band(router):
-    async def rate(text):
-        assert "item 7" in text
-        return 1.0
-
-    d = run_decide(router, rate)
-    assert d.llm_consulted and d.signals["llm"] == 1.0 and d.fallback is None
-    assert d.complexity_score > d.signals["embedding"]
-
-
-def test_slow_or_failing_llm_falls_back_to_embedding(router):
-    async def slow(text):
-        await asyncio.sleep(5)
-
-    async def broken(text):
-        raise ConnectionError("replica died")
-
-    for rate, why in ((slow, "timed out after 0.2s"), (broken, "ConnectionError: replica died"), (None, "not configured")):
-        d = run_decide(router, rate)
-        assert not d.llm_consulted and d.signals["llm"] is None and why in d.fallback
-        assert d.complexity_score == d.signals["embedding"]
-
-
-def test_llm_not_asked_outside_the_band(router):
-    router.artifact.hybrid.band = 0.0
-    calls = []
-
-    async def rate(text):
-        calls.append(text)
-        return 0.5
-
-    d = run_decide(router, rate, text="please prove or derive result 3 word")
-    assert calls == [] and not d.llm_consulted and d.fallback is None

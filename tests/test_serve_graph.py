@@ -5,24 +5,15 @@ and the protocol, not wording."""
 
 import json
 import os
-import socket
 
 import httpx
 import pytest
-import yaml
-
-from conftest import ROOT
+from common import free_port, local_args
 
 pytestmark = pytest.mark.serve
 
 SIMPLE = "What is the capital of France?"
 HARD = "Prove that the square root of 2 is irrational."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module", params=["embedder co-located", "embedder deployment"])
@@ -37,7 +28,7 @@ def graph(request):
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        args = yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
+        args = local_args()
         args["embedder"]["colocate"] = request.param == "embedder co-located"
         serve.run(build_app(args), name="tierroute-test", route_prefix="/")
         ingress = serve.get_deployment_handle("Ingress", "tierroute-test")
@@ -140,6 +131,16 @@ def test_bad_completions_and_route_requests(graph):
     assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
     r = post(client, "/v1/route", {"foo": 1})
     assert r.status_code == 400 and "error" in r.json()
+    r = post(client, "/v1/route", {"messages": "hi"})  # as chat completions: a list is required
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+
+
+def test_content_parts_reach_the_engine(graph):
+    client, _, args = graph
+    parts = [{"type": "text", "text": HARD}, {"type": "text", "text": "Be brief."}]
+    r = post(client, "/v1/chat/completions", {**chat("auto", ""), "messages": [{"role": "user", "content": parts}]})
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] == 4
 
 
 def test_official_openai_client(graph):

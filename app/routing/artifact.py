@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.routing.data import write_atomic
+from app.routing.errors import first_error
 
 FORMAT = "tierroute.artifact"
 VERSION = 1
@@ -153,6 +154,5 @@ def load_artifact(path: str | Path | None = None) -> Artifact:
     try:
         return Artifact.model_validate(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ArtifactError(f"{path}: invalid artifact field {where!r}: {first['msg']}") from None
+        where, msg = first_error(e)
+        raise ArtifactError(f"{path}: invalid artifact field {where!r}: {msg}") from None

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.routing.data import iter_jsonl, write_atomic
+from app.routing.errors import first_error
 from app.routing.router import Router
 from app.routing.text import Messages, prompt_text
 
@@ -41,9 +42,8 @@ def _line_error(row: Any) -> tuple[str | None, str | None]:
         try:
             return prompt_text(Messages.validate_python(row["messages"])), None
         except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            return None, f"invalid 'messages' at {loc or 'top level'}: {err['msg']}"
+            loc, msg = first_error(e)
+            return None, f"invalid 'messages' at {loc or 'top level'}: {msg}"
         except ValueError as e:
             return None, str(e)
     prompt = row.get("prompt")

@@ -13,6 +13,16 @@ prompt 2-3x faster than torch, which is what a router on the request path needs.
 ``precision: bfloat16`` (OpenVINO) uses the CPU's bf16 matrix units (Intel AMX,
 AVX512-BF16) for another 3x less CPU per prompt, at a cosine of >= 0.9999 to the
 float32 embedding; on a CPU without them OpenVINO computes in float32.
+
+Why the two CPU runtimes are written here rather than taken from
+sentence-transformers' own ``SentenceTransformer(..., backend="onnx"|"openvino")``:
+that path loads and exports through Hugging Face Optimum (``optimum-onnx`` /
+``optimum-intel``, the ``[onnx]``/``[openvino]`` extras; see
+``sentence_transformers/backend/load.py`` in 6.2: without ``optimum`` it raises
+"Using the ONNX backend requires installing Optimum"), which is not installed
+here. The export below needs only torch and the runtimes, exports the whole pipeline (encoder, pooling, normalisation) as one
+graph, and sets what the request path needs: one thread count, no spinning
+threads, bfloat16 on OpenVINO, kernels prepared for short prompts at load.
 """
 
 from __future__ import annotations
@@ -116,10 +126,6 @@ class Embedder:
             import torch
 
             torch.set_num_threads(self.config.num_threads)  # per process: torch has no per-model setting
-
-    @property
-    def max_seq_length(self) -> int:
-        return int(self._model.max_seq_length)
 
     def encode(self, texts: list[str], progress: bool = False, chunk: int = 2048) -> np.ndarray:
         """Embed ``texts`` (shape ``(n, dim)``, float32, unit norm), in input order.

@@ -55,15 +55,11 @@ class Message(BaseModel):
 Messages = TypeAdapter(Annotated[list[Message], Field(min_length=1)])
 
 
-def last_user_turn(messages: list[Message]) -> str:
-    users = [m.text() for m in messages if m.role == "user"]
-    if not users:
-        raise ValueError("messages: needs at least one message with role 'user'")
-    return users[-1]
-
-
 def prompt_text(request: str | list[Message] | list[dict[str, Any]]) -> str:
-    """The text the router scores for a plain prompt or a list of chat messages."""
+    """The text the router scores for a plain prompt or a list of chat messages.
+
+    Messages already validated (:data:`Messages`) are used as they are; dicts are validated here.
+    """
     if isinstance(request, str):
         return request[:MAX_CHARS]
     messages = [m if isinstance(m, Message) else Message.model_validate(m) for m in request]

@@ -10,9 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ray.serve.config import AutoscalingConfig
 
-from app.routing.embed import EmbedderConfig
+from app.routing.artifact import Artifact
+from app.routing.embed import EmbedderConfig, model_id
+from app.routing.errors import describe
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,14 +33,27 @@ class Strict(BaseModel):
 
 
 class Autoscaling(Strict):
+    """The part of Ray Serve's ``AutoscalingConfig`` a deployment here sets; Ray's own rules validate it."""
+
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
     target_ongoing_requests: float = Field(4, gt=0)
 
+    def ray(self) -> AutoscalingConfig:
+        """Ray's config; a deployment starts with ``max(min_replicas, 1)`` replicas."""
+        return AutoscalingConfig(
+            min_replicas=self.min_replicas,
+            initial_replicas=max(self.min_replicas, 1),
+            max_replicas=self.max_replicas,
+            target_ongoing_requests=self.target_ongoing_requests,
+        )
+
     @model_validator(mode="after")
-    def _bounds(self):
-        if self.min_replicas > self.max_replicas:
-            raise ValueError("min_replicas must be <= max_replicas")
+    def _valid_for_ray(self):
+        try:
+            self.ray()
+        except ValidationError as e:
+            raise ValueError(describe(e)) from None
         return self
 
 
@@ -49,6 +65,15 @@ class Resources(Strict):
     max_ongoing_requests: int = Field(64, ge=1)
     autoscaling: Autoscaling = Autoscaling()
     access_log: bool = Field(True, description="Serve's per-request access log of this deployment")
+
+    def deployment_options(self) -> dict[str, Any]:
+        """Ray Serve deployment options for these resources: the one builder for every deployment here."""
+        return {
+            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
+            "logging_config": {"enable_access_log": self.access_log},
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "autoscaling_config": self.autoscaling.ray().model_dump(exclude_unset=True),
+        }
 
 
 class EngineSpec(Strict):
@@ -149,6 +174,29 @@ class AppConfig(Strict):
         if not p.is_file():
             raise ValueError(f"artifact {v!r}: no such file")
         return str(p)
+
+    def with_artifact_embedder(self, artifact: Artifact) -> "AppConfig":
+        """This config with the embedding model and prefix ``artifact`` was calibrated with.
+
+        ``embedder.embedder.model``/``prefix`` left out are taken from the artifact; set to anything
+        else, they are an error naming both models: another model's embeddings scored against the
+        artifact's would mis-route silently (same dimension) or fail on the first request (another one).
+        """
+        e, want = self.embedder.embedder, artifact.embedder
+        where = f"artifact {self.artifact or 'shipped default'}"
+        if "model" in e.model_fields_set and model_id(e.model) != want.model_id:
+            raise ValueError(
+                f"embedder.embedder.model: {e.model!r} is not the embedding model the {where} was calibrated with "
+                f"({want.model_id!r}); serve {want.model_id!r} (or leave the field out), or calibrate an artifact "
+                f"with `tierroute calibrate --embedding-model {e.model}`"
+            )
+        if "prefix" in e.model_fields_set and e.prefix != want.prefix:
+            raise ValueError(
+                f"embedder.embedder.prefix: {e.prefix!r} is not the prefix the {where} was calibrated with "
+                f"({want.prefix!r}) for {want.model_id!r}; leave the field out to use the artifact's"
+            )
+        emb = e.model_copy(update={"model": want.model_id, "prefix": want.prefix})
+        return self.model_copy(update={"embedder": self.embedder.model_copy(update={"embedder": emb})})
 
     @model_validator(mode="after")
     def _distinct_names(self):

@@ -55,7 +55,6 @@ def llm_config(spec: EngineSpec) -> LLMConfig:
     cpu = spec.accelerator == "cpu"
     env = {**(CPU_ENGINE_ENV if cpu else {"VLLM_NO_USAGE_STATS": "1"}), **spec.env}
     engine_kwargs = {"tensor_parallel_size": spec.tensor_parallel_size, **spec.engine_kwargs}
-    a = spec.replica.autoscaling
     device = {"accelerator_config": {"kind": "cpu"}} if cpu else {"accelerator_type": spec.accelerator}
     return LLMConfig(
         model_loading_config={"model_id": spec.model_id, "model_source": spec.model_source},
@@ -65,16 +64,7 @@ def llm_config(spec: EngineSpec) -> LLMConfig:
         engine_kwargs=engine_kwargs,
         runtime_env={"env_vars": env},
         callback_config={"callback_class": SkipLocalDownload},
-        deployment_config={
-            "ray_actor_options": {"num_cpus": spec.replica.num_cpus},
-            "max_ongoing_requests": spec.replica.max_ongoing_requests,
-            "autoscaling_config": {
-                "min_replicas": a.min_replicas,
-                "initial_replicas": max(a.min_replicas, 1),
-                "max_replicas": a.max_replicas,
-                "target_ongoing_requests": a.target_ongoing_requests,
-            },
-        },
+        deployment_config=spec.replica.deployment_options(),
     )
 
 

@@ -1,0 +1,190 @@
+"""The OpenAI protocol at the ingress, without Ray: what a request asks for and how answers are shaped.
+
+* :func:`read_json` — the body, size-limited, as a JSON object;
+* :func:`target` — route by complexity (``model`` is the router name) or bypass to the tier a model id names;
+* :func:`messages_text`, :func:`prompt_text_of`, :func:`route_text` — the text to score, with ``messages``
+  validated once (:data:`app.routing.text.Messages`) for chat completions and ``/v1/route`` alike;
+* :func:`validate` — the request model an engine takes, its first error as ``param: message``;
+* :class:`APIError` and :func:`install_error_handlers` — every error in OpenAI's shape
+  ``{"error": {"message", "type", "param", "code"}}``; a 500 says only its request id (details go to the log);
+* :func:`decision_headers`, :func:`routed_field`, :func:`tag_sse` — how a response says it was routed.
+
+Ray Serve LLM's own ingress (``ray.serve.llm.ingress.OpenAiIngress``) is not reused for these: it validates
+bodies through FastAPI (its 400s name the offending *value* as ``param``), its error bodies carry the HTTP
+status as ``code`` where OpenAI's is a string such as ``model_not_found``, and its last-resort handler puts
+the exception's text into 500 responses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from app.routing.errors import first_error
+from app.routing.router import Decision
+from app.routing.text import Messages, prompt_text
+
+logger = logging.getLogger("tierroute.ingress")
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status)
+
+
+def request_id(request: Request) -> str:
+    """Serve's proxy sets ``x-request-id``; a request that did not pass it gets a new one."""
+    return request.headers.get("x-request-id") or uuid.uuid4().hex
+
+
+def internal_error(rid: str, what: str = "internal error") -> APIError:
+    """A 500 that names only the request id: the cause is in the ingress log under that id."""
+    return APIError(500, f"{what} (request id {rid}; details in the server log)", "server_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
+
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = request_id(request)
+        logger.error("request %s failed", rid, exc_info=exc)
+        return internal_error(rid).response()
+
+    app.add_exception_handler(APIError, _api_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object; 413 past ``limit`` bytes, 400 when it is not a JSON object."""
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise APIError(413, f"request body is larger than {limit} bytes", code="request_too_large")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise APIError(413, f"request body is larger than {limit} bytes", code="request_too_large")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise APIError(400, f"request body is not valid JSON: {e}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def target(data: dict[str, Any], router_name: str, by_model: dict[str, int]) -> int | None:
+    """None: route by complexity; 1/2: the tier whose model id ``model`` names (404 for any other name)."""
+    model = data.get("model")
+    if not isinstance(model, str):
+        raise APIError(400, "model: a string is required", param="model")
+    if model == router_name:
+        return None
+    if model in by_model:
+        return by_model[model]
+    known = ", ".join([router_name, *by_model])
+    raise APIError(404, f"model {model!r} does not exist; available: {known}", param="model", code="model_not_found")
+
+
+def messages_text(messages: Any) -> str:
+    """The text to score of OpenAI chat ``messages``, validated here once (400, param ``messages``)."""
+    if messages is None:
+        raise APIError(400, "messages: a non-empty list of messages is required", param="messages")
+    try:
+        return prompt_text(Messages.validate_python(messages))
+    except ValidationError as e:
+        loc, msg = first_error(e)
+        raise APIError(400, f"messages{'.' + loc if loc else ''}: {msg}", param="messages") from None
+    except ValueError as e:  # no user turn
+        raise APIError(400, str(e), param="messages") from None
+
+
+def prompt_text_of(prompt: Any) -> str:
+    """The text to score of a completions ``prompt`` (a string, or a list of strings or token ids)."""
+    if not isinstance(prompt, (str, list)) or not prompt:
+        raise APIError(400, "prompt: a non-empty string is required", param="prompt")
+    return prompt_text(prompt if isinstance(prompt, str) else " ".join(map(str, prompt)))
+
+
+def route_text(data: dict[str, Any]) -> str:
+    """``/v1/route``: ``messages`` exactly as chat completions take them, or a non-empty ``prompt`` string."""
+    if "messages" in data:
+        return messages_text(data["messages"])
+    prompt = data.get("prompt")
+    if isinstance(prompt, str) and prompt.strip():
+        return prompt_text(prompt)
+    raise APIError(400, "give 'messages' (a list) or 'prompt' (a non-empty string)", param="messages")
+
+
+def validate(request_cls: type, data: dict[str, Any]):
+    """``request_cls`` (the engine's request model) from ``data``; its first error as a 400 naming the field."""
+    try:
+        return request_cls.model_validate(data)
+    except ValidationError as e:
+        loc, msg = first_error(e)
+        raise APIError(400, f"{loc}: {msg}" if loc else msg, param=loc or None) from None
+
+
+def engine_error(status: int, message: str, type_: str, param: str | None, rid: str) -> APIError:
+    """An engine's error response as an APIError; a server-side one is logged, not echoed."""
+    if status >= 500:
+        logger.error("request %s: engine error %s %s: %s", rid, status, type_, message)
+        return internal_error(rid, "the model failed")
+    return APIError(status, message, type_, param)
+
+
+def bypass(tier: int, threshold: float) -> Decision:
+    """The decision of a request that named a tier's model: no scoring, said in the same shape."""
+    return Decision(tier=tier, complexity_score=0.0, confidence=1.0, threshold=threshold, scorer="bypass", signals={})
+
+
+def decision_headers(d: Decision, model: str) -> dict[str, str]:
+    return {
+        "x-tierroute-tier": str(d.tier),
+        "x-tierroute-model": model,
+        "x-tierroute-score": f"{d.complexity_score:.4f}",
+        "x-tierroute-router-latency-ms": f"{d.router_latency_ms:.2f}",
+    }
+
+
+def routed_field(d: Decision, model: str) -> dict[str, Any]:
+    """The ``tierroute`` field added to a response body (or to the first chunk of a stream)."""
+    return {"tier": d.tier, "model": model, **d.model_dump(exclude={"tier"})}
+
+
+async def tag_sse(first: list, rest: AsyncIterator[list], routed: dict) -> AsyncIterator[str]:
+    """Relay an engine's SSE chunks (batches of ``data: ...`` strings or error objects).
+
+    The first JSON chunk carries the routing field; the stream ends with exactly one ``data: [DONE]``.
+    """
+    tagged = False
+    batch = first
+    while True:
+        for chunk in batch:
+            if not isinstance(chunk, str):  # an ErrorResponse mid-stream
+                yield f"data: {json.dumps({'error': chunk.error.model_dump(mode='json')})}\n\n"
+                continue
+            if chunk.strip() == "data: [DONE]":
+                continue
+            if not tagged and chunk.startswith("data: {"):
+                obj = json.loads(chunk[len("data: "):])
+                obj["tierroute"] = routed
+                chunk, tagged = f"data: {json.dumps(obj)}\n\n", True
+            yield chunk
+        try:
+            batch = await rest.__anext__()
+        except StopAsyncIteration:
+            break
+    yield "data: [DONE]\n\n"

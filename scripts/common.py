@@ -1,0 +1,38 @@
+"""What the scripts and the serving tests share: the repo root, the local config, prompts, a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedding model is packaged: no hub
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # a script runs with scripts/ on sys.path, not the repo root
+    sys.path.insert(0, str(ROOT))
+
+
+def local_args() -> dict:
+    """``build_app``'s arguments in configs/local.yaml (a fresh copy each call)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "configs/local.yaml").read_text())["applications"][0]["args"]
+
+
+def calibration_prompts(n: int = 0) -> list[str]:
+    """The shipped exemplars' prompts, then ../shared/data's when present; the first ``n`` (0: all)."""
+    from app.routing.data import load_file, load_shared_dir
+
+    texts = [e.text for e in load_file(ROOT / "app/routing/exemplars/exemplars.jsonl").examples]
+    shared = ROOT.parent / "shared" / "data"
+    if shared.is_dir():
+        texts += [e.text for e in load_shared_dir(shared).examples]
+    return texts[:n] if n else texts
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

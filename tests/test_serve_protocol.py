@@ -1,0 +1,134 @@
+"""The ingress's OpenAI protocol module without a cluster: FastAPI's TestClient over its functions."""
+
+import asyncio
+import json
+import logging
+
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from app.serve import protocol as p
+
+TIERS = {"small": 1, "large": 2}
+USER = [{"role": "user", "content": "Solve x^2 = 4."}]
+
+
+@pytest.fixture(scope="module")
+def client():
+    """The protocol steps in the order the ingress's endpoints take them."""
+    app = FastAPI()
+    p.install_error_handlers(app)
+
+    @app.post("/chat")
+    async def chat(request: Request):
+        data = await p.read_json(request, 4096)
+        return {"target": p.target(data, "auto", TIERS), "text": p.messages_text(data.get("messages"))}
+
+    @app.post("/completions")
+    async def completions(request: Request):
+        data = await p.read_json(request, 4096)
+        return {"target": p.target(data, "auto", TIERS), "text": p.prompt_text_of(data.get("prompt"))}
+
+    @app.post("/route")
+    async def route(request: Request):
+        return {"text": p.route_text(await p.read_json(request, 4096))}
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("password=hunter2 in /etc/secret")
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def error(r, status):
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    return err
+
+
+def test_target_and_text():
+    assert p.target({"model": "auto"}, "auto", TIERS) is None and p.target({"model": "large"}, "auto", TIERS) == 2
+    two_users = [*USER, {"role": "assistant", "content": "x = ±2"}, {"role": "user", "content": "Now x^3 = 8."}]
+    assert p.messages_text(two_users) == "Now x^3 = 8.\n\nContext: Solve x^2 = 4."
+    assert p.prompt_text_of(["a", 7]) == "a 7"
+
+
+def test_chat_and_route_accept_and_reject_messages_alike(client):
+    ok = client.post("/chat", json={"model": "auto", "messages": USER})
+    assert ok.json() == {"target": None, "text": "Solve x^2 = 4."}
+    assert client.post("/route", json={"messages": USER}).json() == {"text": "Solve x^2 = 4."}
+    for messages, says in (
+        ("hi", "messages: Input should be a valid list"),
+        ([], "messages: List should have at least 1 item"),
+        ([{"role": "wizard", "content": "x"}], "messages.0.role: Input should be"),
+        ([{"role": "system", "content": "x"}], "role 'user'"),
+        ([{"role": "user", "content": 5}], "messages.0.content"),
+    ):
+        chat = error(client.post("/chat", json={"model": "auto", "messages": messages}), 400)
+        route = error(client.post("/route", json={"messages": messages}), 400)
+        assert chat == route and chat["param"] == "messages" and says in chat["message"], chat
+    missing = error(client.post("/chat", json={"model": "auto"}), 400)
+    assert missing["param"] == "messages"
+    assert error(client.post("/route", json={"prompt": "  "}), 400)["param"] == "messages"
+
+
+def test_model_and_body_errors(client):
+    assert error(client.post("/chat", json={"model": 7, "messages": USER}), 400)["param"] == "model"
+    nope = error(client.post("/chat", json={"model": "gpt-9", "messages": USER}), 404)
+    assert nope["param"] == "model" and nope["code"] == "model_not_found" and "auto, small, large" in nope["message"]
+    assert client.post("/chat", json={"model": "small", "messages": USER}).json()["target"] == 1
+    assert error(client.post("/chat", content=b"{nope"), 400)["code"] == "invalid_json"
+    assert error(client.post("/chat", content=b"[1, 2]"), 400)["code"] == "invalid_json"
+    big = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "x" * 5000}]})
+    assert error(client.post("/chat", content=big), 413)["code"] == "request_too_large"
+    assert error(client.post("/completions", json={"model": "auto", "prompt": ""}), 400)["param"] == "prompt"
+
+
+def test_a_500_names_its_request_id_and_logs_the_cause_without_echoing_it(client, caplog):
+    with caplog.at_level(logging.ERROR, logger="tierroute.ingress"):
+        r = client.get("/boom", headers={"x-request-id": "req-42"})
+    err = error(r, 500)
+    assert err["type"] == "server_error" and "req-42" in err["message"]
+    assert "hunter2" not in r.text and "RuntimeError" not in r.text
+    assert any("req-42" in rec.getMessage() and rec.exc_info for rec in caplog.records)
+
+
+def test_validate_names_the_field_of_the_engines_request_model():
+    from ray.serve.llm.openai_api_models import ChatCompletionRequest
+
+    with pytest.raises(p.APIError) as e:
+        p.validate(ChatCompletionRequest, {"model": "auto", "messages": USER, "max_tokens": "many"})
+    assert e.value.status == 400 and e.value.param == "max_tokens" and e.value.message.startswith("max_tokens: ")
+    assert p.validate(ChatCompletionRequest, {"model": "auto", "messages": USER, "max_tokens": 3}).max_tokens == 3
+
+
+def test_engine_errors_keep_client_errors_and_hide_server_ones():
+    e = p.engine_error(400, "prompt is too long", "BadRequestError", "messages", "r1")
+    assert (e.status, e.message, e.param) == (400, "prompt is too long", "messages")
+    e = p.engine_error(500, "CUDA error: device-side assert at 0x7f", "InternalServerError", None, "r2")
+    assert e.status == 500 and "CUDA" not in e.message and "r2" in e.message
+
+
+def test_sse_tags_the_first_json_chunk_and_ends_with_one_done():
+    class Err:
+        class error:
+            @staticmethod
+            def model_dump(mode=None):
+                return {"message": "engine gone", "type": "x", "param": None, "code": 503}
+
+    chunk = lambda i: f"data: {json.dumps({'id': i, 'choices': []})}\n\n"  # noqa: E731
+
+    async def rest():
+        yield [chunk(2), Err()]
+        yield [chunk(3), "data: [DONE]\n\n"]
+
+    async def collect():
+        return [e async for e in p.tag_sse([chunk(1)], rest(), {"tier": 1})]
+
+    events = asyncio.run(collect())
+    assert events[-1] == "data: [DONE]\n\n" and events.count("data: [DONE]\n\n") == 1
+    objs = [json.loads(e[6:]) for e in events[:-1]]
+    assert objs[0] == {"id": 1, "choices": [], "tierroute": {"tier": 1}}
+    assert "tierroute" not in objs[1] and objs[2] == {"error": Err.error.model_dump()} and objs[3]["id"] == 3

@@ -1,0 +1,79 @@
+"""The ingress's routing service, with a test double for the embedder and the router LLM
+(unit tests; batching needs a Serve replica and is tested on the real graph in test_serve_graph.py)."""
+
+import asyncio
+
+import pytest
+from conftest import FakeEmbedder
+
+from app.routing.artifact import load_artifact
+from app.routing.router import Router
+from app.serve.routing import RoutingService
+
+HARD, EASY = "please prove or derive result 3 word", "what is item 7 word word"
+
+
+@pytest.fixture
+def router():
+    """The shipped artifact over a stand-in for its embedding model (random unit vectors of its dimension)."""
+    art = load_artifact()
+    fake = FakeEmbedder()
+    fake.model_id, fake.dim = art.embedder.model_id, art.embedder.dim
+    art.hybrid.band = 1.0  # every prompt is "unsure": the LLM is always asked
+    return Router(art, fake)
+
+
+def service(router, rate, timeout=0.2):
+    async def embed(texts):
+        return router.embedder.encode(texts)
+
+    return RoutingService(router, embed, rate, timeout, max_batch_size=8, batch_wait_timeout_s=0.01)
+
+
+def decide(router, rate, text=EASY, **kw):
+    return asyncio.run(service(router, rate).decide(text, **kw))
+
+
+def test_llm_rating_is_used_inside_the_band(router):
+    async def rate(text):
+        assert "item 7" in text
+        return 1.0
+
+    d = decide(router, rate)
+    assert d.llm_consulted and d.signals["llm"] == 1.0 and d.fallback is None
+    assert d.complexity_score > d.signals["embedding"]
+
+
+def test_slow_or_failing_llm_falls_back_to_embedding_without_echoing_the_error(router):
+    async def slow(text):
+        await asyncio.sleep(5)
+
+    async def broken(text):
+        raise ConnectionError("replica died at 10.0.0.7")
+
+    for rate, why in ((slow, "timed out after 0.2s"), (broken, "router LLM failed"), (None, "not configured")):
+        d = decide(router, rate)
+        assert not d.llm_consulted and d.signals["llm"] is None and why in d.fallback
+        assert "10.0.0.7" not in d.fallback and "ConnectionError" not in d.fallback
+        assert d.complexity_score == d.signals["embedding"]
+
+
+def test_llm_not_asked_outside_the_band(router):
+    router.artifact.hybrid.band = 0.0
+    calls = []
+
+    async def rate(text):
+        calls.append(text)
+        return 0.5
+
+    d = decide(router, rate, text=HARD)
+    assert calls == [] and not d.llm_consulted and d.fallback is None
+
+
+def test_a_per_decision_threshold_overrides_the_artifacts(router):
+    router.artifact.hybrid.band = 0.0
+    default = decide(router, None, text=HARD)
+    assert default.threshold == router.threshold
+    for threshold, tier in ((0.0, 2), (default.complexity_score + 1e-6, 1)):
+        d = decide(router, None, text=HARD, threshold=threshold)
+        assert d.tier == tier and d.threshold == threshold and d.complexity_score == default.complexity_score
