@@ -36,22 +36,34 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "calibrate",
         help="build a calibration artifact from labelled prompts",
-        description="Embed labelled prompts, cross-validate the scorer families (centroid, logistic, kNN+length, "
-        "blend) by APGR (AUC for label-only data), keep the best, and pick the routing threshold. Data: a directory laid out like ../shared/data, "
-        "or JSONL/CSV files with 'prompt' (or 'messages') and weak/strong outcome columns or a simple/complex 'label'.",
+        description="Embed labelled prompts; per kind of traffic (each source with outcomes, and 'chat' for label-only "
+        "sources) choose an expert (prompt length, logistic regression, kNN+length) by cross-validation, preferring the "
+        "simpler one, calibrate it to P(needs the large model), fit a gate between kinds, report nested cross-validated "
+        "figures per source beside prompt length and random, and set the threshold on a stated traffic mix or on your "
+        "own traffic (--traffic). Data: a directory laid out like ../shared/data, or JSONL/CSV files with 'prompt' "
+        "(or 'messages') and weak/strong outcome columns or a simple/complex 'label'.",
     )
     c.add_argument("--data", nargs="+", required=True, help="labelled data: directories and/or .jsonl/.csv files")
     c.add_argument("--exemplars", nargs="*", default=[], help="extra files labelled simple/complex (e.g. your own traffic)")
     target = c.add_mutually_exclusive_group()
     target.add_argument("--tier2-share", type=float, help="target share of tier-2 traffic (default 0.15)")
     target.add_argument("--recover", type=float, help="instead: smallest tier-2 share that recovers this share of the quality gap")
+    c.add_argument(
+        "--traffic",
+        help="your own unlabelled traffic (JSONL of prompts or messages, as `score` reads): set the threshold so that "
+        "--tier2-share of it goes to tier 2, instead of on the calibration mix",
+    )
     c.add_argument("--output", required=True, help="where to write the artifact (JSON)")
     c.add_argument("--embedding-model", default=None, help="sentence-transformers model id or path (default all-MiniLM-L6-v2)")
     c.add_argument("--prefix", default="", help="task prefix for the embedding model, e.g. 'classification: '")
-    c.add_argument("--family", choices=["centroid", "logistic", "knn", "blend"], help="force a scorer family instead of the CV winner")
+    c.add_argument("--family", choices=["length", "logistic", "knn"], help="force one expert family for every kind")
+    c.add_argument(
+        "--label-prior", type=float, default=0.15,
+        help="label-only kinds (simple/complex exemplars) have no outcome rate: their mean P(needs the large model) (default 0.15)",
+    )  # fmt: skip
     c.add_argument("--weak-col", help="column of the weak model's outcome (with --strong-col)")
     c.add_argument("--strong-col", help="column of the strong model's outcome")
-    c.add_argument("--folds", type=int, default=5)
+    c.add_argument("--folds", type=int, default=5, help="outer folds of the nested cross-validation (inner: one fewer)")
     c.add_argument("--seed", type=int, default=0)
 
     e = sub.add_parser(
@@ -108,27 +120,54 @@ def _load_data(paths: list[str], pair=None):
 
 
 def cmd_calibrate(args) -> int:
-    from app.routing.calibrate import build_artifact, cross_validate, prepare
-    from app.routing.data import load_file
-    from app.routing.embed import DEFAULT_MODEL, Embedder, EmbedderConfig
+    import numpy as np
 
-    for name in ("tier2_share", "recover"):
+    from app.routing.batch import read_requests
+    from app.routing.calibrate import (
+        build_artifact,
+        fit_router,
+        format_choices,
+        format_report,
+        nested_cv,
+        prepare,
+        set_operating_point,
+    )
+    from app.routing.data import load_file, sha256_file
+    from app.routing.embed import DEFAULT_MODEL, Embedder, EmbedderConfig
+    from app.routing.router import Router
+
+    for name in ("tier2_share", "recover", "label_prior"):
         v = getattr(args, name)
         if v is not None and not 0.0 < v < 1.0:
             raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1, got {v}")
+    if args.traffic and args.recover is not None:
+        raise ValueError("--traffic sets a tier-2 share on unlabelled traffic; use it with --tier2-share, not --recover")
+    if args.folds < 3:
+        raise ValueError(f"--folds must be at least 3 (nested: the inner cross-validation uses one fewer), got {args.folds}")
+    traffic = read_requests(args.traffic)[1] if args.traffic else None  # fail on a bad file before the long part
     ds = _load_data(args.data, _pair(args))
     for path in args.exemplars:
         ds = ds.extend(load_file(path))
     print(f"calibration data: {len(ds)} prompts from {', '.join(ds.sources())}", file=sys.stderr)
     embedder = Embedder(EmbedderConfig(model=args.embedding_model or DEFAULT_MODEL, prefix=args.prefix))
     prepared = prepare(ds, embedder)
-    table, oof, specs = cross_validate(prepared, n_splits=args.folds, seed=args.seed)
-    art = build_artifact(prepared, embedder, table, oof, specs, args.tier2_share, args.recover, args.family)
+    fit = fit_router(prepared, np.arange(len(ds)), args.folds, args.seed, args.family, args.label_prior)
+    evaluation = nested_cv(prepared, args.folds, args.folds - 1, args.seed, args.family, args.label_prior, plain=fit.choices)
+    art = build_artifact(prepared, embedder, fit, evaluation, args.tier2_share, args.recover, args.label_prior)
+    if traffic is not None:
+        scores = Router(art, embedder).score_texts(traffic, progress=True).score
+        share = 0.15 if args.tier2_share is None else args.tier2_share
+        art = set_operating_point(art, scores, share, f"{args.traffic} (sha256 {sha256_file(Path(args.traffic))[:16]})")
     art.save(args.output)
-    print(table.format())
+    print(format_choices(fit.choices))
+    print("\nnested cross-validation (selection and calibration inside the folds) per source:")
+    print(format_report(evaluation.report))
+    shares = art.operating_point.get("tier2_share_by_source", {})
     print(
-        f"\nchosen: {art.build['chosen']}; threshold {art.threshold:.4f} "
-        f"-> {100 * art.tier2_share:.1f}% tier 2 on calibration traffic; wrote {args.output}"
+        f"\nchosen: {art.build['chosen']}; threshold {art.threshold:.4f} -> {100 * art.tier2_share:.1f}% tier 2 on "
+        f"{'your traffic' if traffic is not None else 'the calibration mix'}"
+        + (" (" + ", ".join(f"{s} {100 * v:.1f}%" for s, v in shares.items()) + ")" if shares else "")
+        + f"; wrote {args.output}"
     )
     return 0
 
@@ -161,7 +200,12 @@ def cmd_score(args) -> int:
     res = score_file(router, args.input, args.output, skip_invalid=args.skip_invalid)
     for s in res.skipped:
         print(f"skipped {s}", file=sys.stderr)
-    print(f"wrote {res.written} rows to {args.output} ({res.tier2} tier 2, {len(res.skipped)} skipped)", file=sys.stderr)
+    share = res.tier2 / res.written if res.written else 0.0
+    print(
+        f"wrote {res.written} rows to {args.output}: tier 2 {res.tier2} ({100 * share:.1f}%), tier 1 {res.written - res.tier2} "
+        f"({100 * (1 - share):.1f}%) at threshold {router.threshold:.4f}; {len(res.skipped)} skipped",
+        file=sys.stderr,
+    )
     return 0
 
 

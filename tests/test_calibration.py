@@ -1,4 +1,4 @@
-"""Calibration round-trip on a small synthetic dataset (fake embedder: a unit-test double)."""
+"""Calibration on small synthetic datasets (fake embedder: a unit-test double)."""
 
 import json
 
@@ -6,70 +6,161 @@ import numpy as np
 import pytest
 
 from app.routing.artifact import ArtifactError, load_artifact
-from app.routing.calibrate import build_artifact, cross_validate, prepare, weighted_quantiles
+from app.routing.calibrate import (
+    build_artifact,
+    choose_expert,
+    fit_router,
+    mix_weights,
+    nested_cv,
+    prepare,
+    set_operating_point,
+    weighted_quantiles,
+)
 from app.routing.data import Dataset, Example
 from app.routing.router import Router
+from app.routing.scorers import platt
 
 
-def synthetic(n=120, seed=0):
+def synthetic(n=120, seed=0, source="synth"):
+    """Hard prompts ('prove ...') need the strong model 80% of the time; easy ones never."""
     rng = np.random.default_rng(seed)
     ex = []
     for i in range(n):
         hard = i % 3 == 0
-        text = (f"please prove or derive result {i} " if hard else f"what is item {i} ") + "word " * int(rng.integers(1, 30))
+        text = (f"please prove or derive result {i} {source} " if hard else f"what is item {i} {source} ") + "word " * int(rng.integers(1, 30))
         weak = float(not hard or rng.random() < 0.2)
-        ex.append(Example(text=text, source="synth", weak=weak, strong=1.0))
-    return Dataset(ex, {"synthetic": "0"})
+        ex.append(Example(text=text, source=source, weak=weak, strong=1.0))
+    return Dataset(ex, {source: "0"})
 
 
-@pytest.fixture
-def built(fake_embedder):
-    p = prepare(synthetic(), fake_embedder, progress=False)
-    table, oof, specs = cross_validate(p, n_splits=3, progress=False)
-    return p, table, oof, specs
+def lengthy(n=150, seed=1):
+    """Only length carries the signal: long prompts need the strong model."""
+    rng = np.random.default_rng(seed)
+    ex = []
+    for i in range(n):
+        words = int(rng.integers(1, 60))
+        needs = rng.random() < words / 60
+        ex.append(Example(text=f"what is item {i} " + "word " * words, source="long", weak=float(not needs), strong=1.0))
+    return Dataset(ex, {"long": "0"})
 
 
-def test_cross_validation_ranks_signal_above_random(built):
-    _, table, _, _ = built
-    knn = max(v["synth APGR"] for k, v in table.rows.items() if k.startswith("knn"))
-    assert knn > 0.8
-    assert table.rows["baseline: random (mean of 20)"]["synth APGR"] < 0.65
-    assert "centroid" in table.rows and "baseline: prompt length" in table.rows
+def labelled(n=60):
+    ex = [Example(text=f"please prove theorem {i} " + "word " * (i % 7), source="exemplars", label=1) for i in range(n // 2)]
+    ex += [Example(text=f"what is the capital number {i}", source="exemplars", label=0) for i in range(n // 2)]
+    return Dataset(ex, {"exemplars": "0"})
 
 
-def test_threshold_hits_target_share_and_artifact_round_trips(built, fake_embedder, tmp_path):
-    p, table, oof, specs = built
-    art = build_artifact(p, fake_embedder, table, oof, specs, tier2_share=0.3)
+@pytest.fixture(scope="module")
+def fake():
+    from conftest import FakeEmbedder
+
+    return FakeEmbedder()
+
+
+@pytest.fixture(scope="module")
+def built(fake):
+    p = prepare(synthetic().extend(labelled()), fake, progress=False)
+    rows = np.arange(len(p.y))
+    fit = fit_router(p, rows, n_splits=3)
+    ev = nested_cv(p, 3, 3, plain=fit.choices, progress=False)
+    return p, fit, ev
+
+
+def test_each_kind_gets_an_expert_and_a_gate_between_them(built):
+    p, fit, _ = built
+    assert set(fit.params.experts) == {"synth", "chat"}
+    assert fit.params.gate is not None and sorted(fit.params.gate.kinds) == ["chat", "synth"]
+    assert fit.params.experts["synth"].outcomes and not fit.params.experts["chat"].outcomes
+    # the embedding separates 'prove' from 'what is': the chosen synth expert is not the length rule
+    assert fit.choices["synth"].chosen.family != "length"
+    assert fit.choices["synth"].table[fit.choices["synth"].chosen.name]["synth APGR"] > 0.8
+
+
+def test_simpler_expert_kept_when_only_length_carries_signal(fake):
+    """The embedding carries nothing here, so no flexible model may be chosen over the simple ones."""
+    p = prepare(lengthy(), fake, progress=False)
+    choice = choose_expert(p, np.arange(len(p.y)), 3, 0)
+    best = max(choice.table.values(), key=lambda r: r["long APGR"])["long APGR"]
+    # not the flexible kNN: the simplest candidate that is not clearly worse than the best
+    assert choice.chosen.family == "length"
+    assert choice.table[choice.chosen.name]["long APGR"] >= best - 0.1
+    only_knn = choose_expert(p, np.arange(len(p.y)), 3, 0, family="knn")
+    assert only_knn.chosen.family == "knn" and set(only_knn.table) == {c for c in only_knn.table if c.startswith("knn")}
+
+
+def test_nested_report_has_baselines_and_lift_interval(built):
+    _, _, ev = built
+    r = ev.report["synth"]
+    assert r["metric"] == "APGR" and r["router"] > 0.75 and r["router"] > r["random"] + 0.2
+    lift = r["lift over length"]
+    assert lift["low"] <= lift["lift"] <= lift["high"] and lift["low"] > 0
+    assert "plain CV (best candidate)" in r and r["plain CV (best candidate)"] >= r["router"] - 0.1
+    assert ev.report["exemplars"]["metric"] == "AUC"
+    assert len(ev.chosen) == 3 and all(set(c) == {"synth", "chat"} for c in ev.chosen)
+
+
+def test_probabilities_are_calibrated_per_kind(built, fake):
+    p, fit, ev = built
+    synth = p.src == "synth"
+    # the mean predicted probability of an outcome kind tracks its needs_strong rate
+    assert ev.oof[synth].mean() == pytest.approx(p.y[synth].mean(), abs=0.1)
+    # a label-only kind is scaled to the label prior, whatever its class balance
+    fit2 = fit_router(p, np.arange(len(p.y)), n_splits=3, label_prior=0.4)
+    for f, prior in ((fit, 0.15), (fit2, 0.4)):  # on the out-of-fold scores the calibration was fitted to
+        assert platt(f.choices["chat"].oof_raw, *f.params.experts["chat"].platt).mean() == pytest.approx(prior, abs=1e-6)
+    synth = p.y[p.kind == "synth"]
+    assert platt(fit2.choices["synth"].oof_raw, *fit2.params.experts["synth"].platt).mean() == pytest.approx(synth.mean(), abs=0.02)
+    art = build_artifact(p, fake, fit, ev, tier2_share=0.3)
+    assert set(Router(art, fake).score_texts(["what is the capital number 3"]).kind) == {"chat"}
+
+
+def test_threshold_hits_target_share_and_artifact_round_trips(built, fake, tmp_path):
+    p, fit, ev = built
+    art = build_artifact(p, fake, fit, ev, tier2_share=0.3)
     assert art.tier2_share == pytest.approx(0.3, abs=0.05)
+    assert set(art.operating_point["tier2_share_by_source"]) == {"synth", "exemplars"}
     path = art.save(tmp_path / "a.json")
     again = load_artifact(path)
     assert again == art
-    r1, r2 = Router(art, fake_embedder), Router(again, fake_embedder)
-    texts = ["please prove or derive result 7 " + "word " * 10, "what is item 7 " + "word " * 10]
+    r1, r2 = Router(art, fake), Router(again, fake)
+    texts = ["please prove or derive result 7 synth " + "word " * 10, "what is item 7 synth " + "word " * 10]
     s1, s2 = r1.score_texts(texts).score, r2.score_texts(texts).score
     np.testing.assert_allclose(s1, s2, rtol=1e-6)
     assert s1[0] > s1[1]
     both = r1.score_texts(texts)
     d = r1.decide(both.row(0))
     assert d.tier == 2 and d.threshold == art.threshold and set(d.signals) >= {"embedding", "centroid", "llm"}
+    assert d.kind == "synth"
     assert r1.decide(both.row(1)).tier == 1
     # a live threshold (share controller) overrides the artifact's and is reported
     assert r1.decide(both.row(1), threshold=0.0).tier == 2 and r1.decide(both.row(1), threshold=0.0).threshold == 0.0
-    assert art.build["data"]["rows"] == {"synth": 120} and "cross_validation" in art.build
+    assert art.build["data"]["rows"] == {"synth": 120, "exemplars": 60} and "nested_cross_validation" in art.build
 
 
-def test_recover_target_and_forced_family(built, fake_embedder):
-    p, table, oof, specs = built
-    art = build_artifact(p, fake_embedder, table, oof, specs, tier2_share=None, recover=0.8, family="logistic")
-    assert art.scorer.family == "logistic"
-    # the oracle needs 1/3 tier 2 for the whole gap; 80 % of it needs at most about that much
+def test_recover_target(built, fake):
+    p, fit, ev = built
+    art = build_artifact(p, fake, fit, ev, tier2_share=None, recover=0.8)
+    # the oracle needs ~27% tier 2 for the whole synth gap; 80% of it needs at most about that much
     assert 0.05 < art.tier2_share < 0.5
 
 
-def test_llm_consulted_only_inside_band(built, fake_embedder):
-    p, table, oof, specs = built
-    art = build_artifact(p, fake_embedder, table, oof, specs, tier2_share=0.3)
-    router = Router(art, fake_embedder)
+def test_operating_point_on_own_traffic(built, fake):
+    p, fit, ev = built
+    art = build_artifact(p, fake, fit, ev, tier2_share=0.15)
+    rng = np.random.default_rng(3)
+    traffic = rng.beta(2, 5, 500)
+    own = set_operating_point(art, traffic, 0.25, "traffic.jsonl")
+    assert (traffic >= own.threshold).mean() == pytest.approx(0.25, abs=0.01)
+    assert own.operating_point["traffic"] == "traffic.jsonl" and own.operating_point["prompts"] == 500
+    assert own.score_quantiles[50] == pytest.approx(np.median(traffic), abs=1e-9)
+    with pytest.raises(ValueError, match="too few"):
+        set_operating_point(art, traffic[:5], 0.25, "t")
+
+
+def test_llm_consulted_only_inside_band(built, fake):
+    p, fit, ev = built
+    art = build_artifact(p, fake, fit, ev, tier2_share=0.3)
+    router = Router(art, fake)
     q_t = float(art.quantile_of(art.threshold))
     assert router.wants_llm(q_t) and router.wants_llm(q_t + art.hybrid.band * 0.9)
     assert not router.wants_llm(min(1.0, q_t + art.hybrid.band + 0.05)) or q_t + art.hybrid.band >= 1.0
@@ -79,9 +170,9 @@ def test_llm_consulted_only_inside_band(built, fake_embedder):
     assert d.complexity_score > float(sig.score[0])
 
 
-def test_wrong_embedder_and_corrupt_artifacts_are_clear_errors(built, fake_embedder, tmp_path):
-    p, table, oof, specs = built
-    art = build_artifact(p, fake_embedder, table, oof, specs)
+def test_wrong_embedder_and_corrupt_artifacts_are_clear_errors(built, fake, tmp_path):
+    p, fit, ev = built
+    art = build_artifact(p, fake, fit, ev)
     with pytest.raises(ArtifactError, match="built with embedding model 'test/fake-embedder'"):
         art.check_embedder("sentence-transformers/all-MiniLM-L6-v2", 384)
     path = art.save(tmp_path / "a.json")
@@ -94,6 +185,11 @@ def test_wrong_embedder_and_corrupt_artifacts_are_clear_errors(built, fake_embed
     (tmp_path / "c.json").write_text(json.dumps(raw))
     with pytest.raises(ArtifactError, match="version 99"):
         load_artifact(tmp_path / "c.json")
+    raw["version"] = 2
+    raw["scorer"]["gate"]["kinds"] = ["synth", "other"]
+    (tmp_path / "e.json").write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match="gate.kinds"):
+        load_artifact(tmp_path / "e.json")
     (tmp_path / "d.json").write_text("{}")
     with pytest.raises(ArtifactError, match="not a tierroute artifact"):
         load_artifact(tmp_path / "d.json")
@@ -101,7 +197,13 @@ def test_wrong_embedder_and_corrupt_artifacts_are_clear_errors(built, fake_embed
         load_artifact(tmp_path / "missing.json")
 
 
-def test_weighted_quantiles_give_each_source_equal_weight():
+def test_mix_weights_give_each_kind_then_each_source_equal_weight(fake):
+    ds = synthetic(90, source="a").extend(synthetic(30, source="a:other-pair")).extend(synthetic(60, source="b"))
+    p = prepare(ds, fake, progress=False)
+    w = mix_weights(p)
+    assert sorted(set(p.kind)) == ["a", "b"]
+    assert w[p.kind == "a"].sum() == pytest.approx(0.5) and w[p.kind == "b"].sum() == pytest.approx(0.5)
+    assert w[p.src == "a"].sum() == pytest.approx(0.25) and w[p.src == "a:other-pair"].sum() == pytest.approx(0.25)
     x = np.array([0.0] * 90 + [1.0] * 10)
-    w = np.array([1 / 90] * 90 + [1 / 10] * 10)
-    assert weighted_quantiles(x, w, np.array([0.25, 0.75])).tolist() == [0.0, 1.0]
+    wq = np.array([1 / 90] * 90 + [1 / 10] * 10)
+    assert weighted_quantiles(x, wq, np.array([0.25, 0.75])).tolist() == [0.0, 1.0]

@@ -105,13 +105,18 @@ def test_calibrate_rejects_bad_targets_and_data(tmp_path, capsys):
     assert not (tmp_path / "a.json").exists()
 
 
-def test_evaluate_reports_baselines_and_writes_png(tmp_path, capsys):
+def toy_outcomes(path, n, every):
+    """Every ``every``-th prompt is a proof the weak model gets wrong; the rest are sums it gets right."""
     rows = []
-    for i in range(40):
-        hard = i % 4 == 0
+    for i in range(n):
+        hard = i % every == 0
         prompt = f"Prove that the sum of the first {i + 2} odd numbers is a perfect square, by induction." if hard else f"What is {i} plus one?"
         rows.append(json.dumps({"prompt": prompt, "weak": not hard, "strong": True}))
-    data = write_lines(tmp_path / "toy.jsonl", rows)
+    return write_lines(path, rows)
+
+
+def test_evaluate_reports_baselines_and_writes_png(tmp_path, capsys):
+    data = toy_outcomes(tmp_path / "toy.jsonl", 40, 4)
     code, out, err = run(capsys, "evaluate", "--data", str(data), "--plot-dir", str(tmp_path / "plots"), "--json", str(tmp_path / "r.json"))
     assert code == 0, err
     assert "prompt length" in out and "random" in out and "APGR" in out
@@ -120,6 +125,8 @@ def test_evaluate_reports_baselines_and_writes_png(tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())["toy"]
     assert report["router"]["apgr"] > report["random (mean of 20)"]["apgr"]
     assert 0 <= report["at_threshold"]["tier2_share"] <= 1
+    lift = report["lift over length"]
+    assert lift["low"] <= lift["lift"] <= lift["high"] and "lift over prompt length" in out
 
 
 def test_route_prints_a_full_decision(capsys):
@@ -171,3 +178,30 @@ def test_shipped_router_beats_length_on_held_out_chat_probe(capsys, tmp_path):
     r = json.loads((tmp_path / "r.json").read_text())["probe"]
     assert r["router"]["apgr"] > r["prompt length"]["apgr"] + 0.05
     assert r["router"]["apgr"] > 0.65
+
+
+def test_calibrate_sets_threshold_on_own_traffic_and_score_reports_the_split(tmp_path, capsys):
+    """--traffic: the threshold comes from the user's unlabelled prompts, not the calibration mix."""
+    data = toy_outcomes(tmp_path / "toy.jsonl", 60, 3)
+    traffic = write_lines(
+        tmp_path / "traffic.jsonl",
+        [json.dumps({"prompt": f"What is the colour of item {i}?"}) for i in range(70)]
+        + [json.dumps({"messages": [{"role": "user", "content": f"Prove lemma {i} by induction on n."}]}) for i in range(30)],
+    )
+    out_path = tmp_path / "a.json"
+    code, out, err = run(
+        capsys, "calibrate", "--data", str(data), "--traffic", str(traffic), "--tier2-share", "0.2", "--folds", "3", "--output", str(out_path)
+    )
+    assert code == 0, err
+    art = load_artifact(out_path)
+    assert art.operating_point["traffic"].startswith(str(traffic)) and art.operating_point["prompts"] == 100
+    assert "nested cross-validation" in out and "lift over length" in out
+    code, _, err = run(capsys, "score", "--input", str(traffic), "--output", str(tmp_path / "o.jsonl"), "--artifact", str(out_path))
+    assert code == 0, err
+    tiers = [json.loads(line)["tier"] for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    share = tiers.count(2) / len(tiers)
+    assert share == pytest.approx(0.2, abs=0.02)
+    assert f"tier 2 {tiers.count(2)} ({100 * share:.1f}%)" in err
+    # --traffic goes with a tier-2 share, not with --recover
+    code, _, err = run(capsys, "calibrate", "--data", str(data), "--traffic", str(traffic), "--recover", "0.8", "--output", str(out_path))
+    assert code == 2 and "--traffic" in err

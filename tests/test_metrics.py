@@ -1,7 +1,20 @@
 import numpy as np
 import pytest
 
-from app.routing.metrics import apgr, cost_ratio, cpt, curve, length_scores, routed_performance, summarize
+from app.routing.metrics import (
+    RANDOM_SEEDS,
+    apgr,
+    bootstrap,
+    cost_ratio,
+    cpt,
+    curve,
+    length_scores,
+    lift_interval,
+    random_baseline,
+    random_scores,
+    routed_performance,
+    summarize,
+)
 
 # 4 prompts: weak right on 0,1; strong right on 0,1,2,3. Gap recovered by routing 2,3.
 WEAK = np.array([1, 1, 0, 0])
@@ -49,3 +62,30 @@ def test_length_baseline_and_cost():
     assert length_scores(["a", "abc"]).tolist() == [1.0, 3.0]
     assert cost_ratio(0.15, 1.0, 10.0) == pytest.approx((0.15 * 10 + 0.85) / 10)
     assert cost_ratio(1.0, 1.0, 10.0) == 1.0
+
+
+def test_lift_interval_is_paired_and_brackets_the_lift():
+    rng = np.random.default_rng(0)
+    n = 600
+    needs = rng.random(n) < 0.3
+    weak, strong = (~needs).astype(float), np.ones(n)
+    good = needs + rng.normal(0, 0.3, n)  # knows which prompts need the strong model
+    noise = rng.random(n)
+    r = lift_interval(good, noise, weak, strong, n_boot=300)
+    assert r["low"] <= r["lift"] <= r["high"] and r["low"] > 0.2 and r["level"] == 0.9
+    assert r["lift"] == pytest.approx(summarize(good, weak, strong)["apgr"] - summarize(noise, weak, strong)["apgr"])
+    same = lift_interval(good, good, weak, strong, n_boot=100)  # paired: a router against itself is exactly 0
+    assert same["low"] == same["high"] == same["lift"] == 0.0
+
+
+def test_random_baseline_is_the_mean_over_the_shared_seeds():
+    weak, strong = np.array([0.0, 1.0] * 50), np.ones(100)
+    expected = np.mean([summarize(random_scores(100, s), weak, strong)["apgr"] for s in RANDOM_SEEDS])
+    assert random_baseline(weak, strong)["apgr"] == pytest.approx(expected)
+    assert 0.4 < expected < 0.6
+
+
+def test_bootstrap_drops_none_and_is_reproducible():
+    a = bootstrap(50, lambda i: None if i[0] % 2 else float(i.mean()), 200, seed=3)
+    b = bootstrap(50, lambda i: None if i[0] % 2 else float(i.mean()), 200, seed=3)
+    assert 0 < len(a) < 200 and np.array_equal(a, b)

@@ -10,7 +10,9 @@ from app.routing.scorers import (
     hybrid_score,
     in_band,
     parse_rating,
+    platt,
     rating_score,
+    softmax,
 )
 from app.routing.text import FEATURE_NAMES
 
@@ -41,27 +43,26 @@ def test_knn_vote_is_similarity_weighted():
     assert knn3.vote(q)[0] == pytest.approx((w[0] + w[2]) / w.sum())
 
 
-def test_knn_exclude_self_drops_exact_match():
-    ref = np.array([[1, 0], [0, 1]], dtype=np.float32)
-    knn = KnnScorer(ref, np.array([1, 0]), k=1, temperature=1.0, length_weight=0, length_mean=0, length_std=1)
-    assert knn.vote(ref[:1])[0] == 1.0
-    assert knn.vote(ref[:1], exclude_self=True)[0] == 0.0
-
-
 def test_knn_length_term_moves_score_on_logit_scale():
     ref = np.array([[1, 0], [0, 1]], dtype=np.float32)
     knn = KnnScorer(ref, np.array([1, 0]), k=2, temperature=1e-9, length_weight=1.0, length_mean=2.0, length_std=0.5)
     feats = np.zeros((2, len(FEATURE_NAMES)))
     feats[:, WORDS] = [2.0, 3.0]  # z = 0 and z = 2
-    s = knn.score(np.array([[0.7071, 0.7071]] * 2), feats)
-    assert s[0] == pytest.approx(0.5, abs=1e-6)
-    assert s[1] == pytest.approx(1 / (1 + math.exp(-2.0)), abs=1e-6)
+    s = knn.raw(np.array([[0.7071, 0.7071]] * 2), feats)
+    assert s[0] == pytest.approx(0.0, abs=1e-6)  # vote 0.5 -> logit 0
+    assert s[1] == pytest.approx(2.0, abs=1e-6)
 
 
 def test_logistic_scorer_matches_formula():
     lr = LogisticScorer(coef=np.array([1.0, -2.0, 0.5]), intercept=0.1, mean=np.zeros(3), scale=np.array([1.0, 2.0, 1.0]))
-    s = lr.score(np.array([[1.0, 2.0]]), np.array([[4.0]]))
-    assert s[0] == pytest.approx(1 / (1 + math.exp(-(1.0 - 2.0 + 2.0 + 0.1))))
+    s = lr.raw(np.array([[1.0, 2.0]]), np.array([[4.0]]))
+    assert s[0] == pytest.approx(1.0 - 2.0 + 2.0 + 0.1)
+
+
+def test_platt_and_softmax():
+    assert platt(np.array([0.0, 2.0]), 1.5, -3.0) == pytest.approx([1 / (1 + math.exp(3.0)), 0.5])
+    g = softmax(np.array([[0.0, math.log(3.0)]]))
+    assert g[0] == pytest.approx([0.25, 0.75])
 
 
 @pytest.mark.parametrize(
@@ -96,3 +97,13 @@ def test_hybrid_nudges_by_llm_and_band_is_symmetric():
     assert hybrid_score(0.95, 1.0, 1.0, 0.0) == 1.0  # clipped
     assert in_band(0.80, 0.85, 0.05) and in_band(0.90, 0.85, 0.05)
     assert not in_band(0.79, 0.85, 0.05)
+
+
+def test_length_expert_ranks_like_the_prompt_length_baseline():
+    from app.routing.metrics import length_scores
+    from app.routing.scorers import LengthScorer
+    from app.routing.text import feature_matrix
+
+    texts = ["hi", "a somewhat longer prompt", "x" * 500, "what is 2+2?"]
+    raw = LengthScorer().raw(np.zeros((4, 3)), feature_matrix(texts))
+    assert np.argsort(raw).tolist() == np.argsort(length_scores(texts)).tolist()

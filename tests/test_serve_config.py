@@ -98,6 +98,8 @@ def test_every_production_deployment_fits_a_worker_type():
         (lambda a: a["tier1"]["replica"].update(autoscaling={"min_replicas": 3, "max_replicas": 1}), "min_replicas"),
         (lambda a: a.update(artifact="nope.json"), "artifact"),
         (lambda a: a["ingress"].update(colour="blue"), "colour"),
+        (lambda a: a.update(controller={"enabled": True, "target_tier2_share": 1.5}), "controller.target_tier2_share"),
+        (lambda a: a.update(controller={"enabled": True, "min_threshold": 0.9, "max_threshold": 0.1}), "min_threshold"),
     ],
 )
 def test_bad_config_fails_early_naming_the_field(patch, field):

@@ -77,3 +77,32 @@ def test_a_per_decision_threshold_overrides_the_artifacts(router):
     for threshold, tier in ((0.0, 2), (default.complexity_score + 1e-6, 1)):
         d = decide(router, None, text=HARD, threshold=threshold)
         assert d.tier == tier and d.threshold == threshold and d.complexity_score == default.complexity_score
+
+
+def test_share_controller_sets_each_decisions_threshold_and_holds_the_share(router):
+    """Live traffic unlike calibration traffic: the controller moves the threshold to hold 30% tier 2."""
+    from app.routing.controller import ControllerConfig, ShareController
+
+    router.artifact.hybrid.band = 0.0
+    ctrl = ShareController(ControllerConfig(enabled=True, target_tier2_share=0.3, window=200, warmup=50), router.threshold)
+    svc = RoutingService(router, service(router, None)._embed, None, 0.2, controller=ctrl)
+    texts = [f"what is item {i} " + "word " * (i % 13) for i in range(600)]
+
+    async def run():
+        out = []
+        for t in texts:
+            used = svc.threshold
+            d = await svc.decide(t)
+            assert d.threshold == used  # each decision reports the threshold it was routed with
+            out.append(d)
+        return out
+
+    decisions = asyncio.run(run())
+    assert all(d.threshold == router.threshold for d in decisions[:50])  # the artifact's until warm
+    late = [d.tier for d in decisions[300:]]
+    assert abs(late.count(2) / len(late) - 0.3) <= 0.05
+    state = svc.controller_state()
+    assert state["warm"] and state["target_tier2_share"] == 0.3 and state["threshold"] == pytest.approx(svc.threshold, abs=1e-6)
+    # without a controller the threshold is the artifact's
+    plain = service(router, None)
+    assert plain.controller_state() is None and asyncio.run(plain.decide(texts[0])).threshold == router.threshold

@@ -1,10 +1,11 @@
 """The calibration artifact: one versioned JSON file holding everything a router needs.
 
 It records the embedding model it was built with (id, dimension, prefix), the
-centroids, the chosen embedding scorer and its parameters (kNN reference set or
-logistic weights), the hybrid LLM weight and band, the threshold and the score
-quantiles it came from, and how it was built (command, data checksums, the
-cross-validation table). Arrays are stored as base64 little-endian float16/32.
+centroids (a reported signal), the scorer -- a gate that tells which kind of
+traffic a prompt resembles and, per kind, an expert (length, logistic or kNN)
+calibrated to the probability that the prompt needs the large model --, the
+hybrid LLM weight and band, the threshold with the traffic it was set on, and
+how it was built (command, data checksums, nested and plain cross-validation). Arrays are stored as base64 little-endian float16/32.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.routing.data import write_atomic
 from app.routing.errors import first_error
 
 FORMAT = "tierroute.artifact"
-VERSION = 1
+VERSION = 2
 DEFAULT_ARTIFACT = Path(__file__).parent / "artifacts" / "default.json"
 
 
@@ -63,7 +64,7 @@ class KnnParams(BaseModel):
     length_weight: float
     length_mean: float
     length_std: float = Field(gt=0)
-    reference: B64Array  # (n, dim) embeddings of the calibration prompts
+    reference: B64Array  # (n, dim) embeddings of this kind's calibration prompts
     labels: B64Array  # (n,) training labels in {0, 1}
 
 
@@ -76,19 +77,50 @@ class LogisticParams(BaseModel):
     scale: list[float]
 
 
-class BlendParams(BaseModel):
-    """sigmoid((1 - weight) * logit(knn) + weight * logit(logistic))."""
+class LengthParams(BaseModel):
+    """The prompt-length rule (log words) as an expert: the simplest candidate."""
 
     model_config = ConfigDict(extra="forbid")
-    family: Literal["blend"] = "blend"
-    knn: KnnParams
-    logistic: LogisticParams
-    weight: float = Field(ge=0, le=1)
+    family: Literal["length"] = "length"
 
 
-class CentroidParams(BaseModel):
+class Expert(BaseModel):
+    """The model of one kind of traffic and its calibration to a probability."""
+
     model_config = ConfigDict(extra="forbid")
-    family: Literal["centroid"] = "centroid"
+    candidate: str = Field(description="the calibration candidate it was chosen as, e.g. 'knn k=100 length=0.5'")
+    model: KnnParams | LogisticParams | LengthParams = Field(discriminator="family")
+    platt: tuple[float, float] = Field(description="P(needs the large model) = sigmoid(a * raw + b)")
+    outcomes: bool = Field(description="calibrated on weak/strong outcomes (else on simple/complex labels, scaled to label_prior)")
+
+
+class Gate(BaseModel):
+    """Multinomial logistic regression: which kind of traffic a prompt resembles."""
+
+    model_config = ConfigDict(extra="forbid")
+    kinds: list[str] = Field(min_length=2)
+    coef: list[list[float]]  # (kinds, embedding dim + features)
+    intercept: list[float]
+    mean: list[float]
+    scale: list[float]
+
+
+class KindsParams(BaseModel):
+    """score = sum over kinds of P(kind | prompt) * P(needs the large model | prompt, kind)."""
+
+    model_config = ConfigDict(extra="forbid")
+    family: Literal["kinds"] = "kinds"
+    gate: Gate | None = Field(None, description="None when the artifact knows one kind of traffic")
+    experts: dict[str, Expert] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _gate_matches_experts(self):
+        kinds = self.gate.kinds if self.gate else []
+        if self.gate is None and len(self.experts) != 1:
+            raise ValueError("experts: more than one kind needs a gate")
+        if self.gate is not None and sorted(kinds) != sorted(self.experts):
+            raise ValueError(f"gate.kinds {kinds} and experts {sorted(self.experts)} differ")
+        return self
 
 
 class Hybrid(BaseModel):
@@ -98,7 +130,6 @@ class Hybrid(BaseModel):
     band: float = Field(0.10, ge=0, le=1, description="consult the LLM when |q(score) - q(threshold)| <= band")
     llm_weight: float = Field(0.5, ge=0, le=1)
     llm_center: float = Field(0.5, ge=0, le=1)
-    fitted: bool = Field(False, description="weight/center fitted on LLM ratings (else defaults)")
 
 
 class Artifact(BaseModel):
@@ -108,10 +139,13 @@ class Artifact(BaseModel):
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     embedder: EmbedderInfo
     centroids: dict[Literal["simple", "complex"], list[float]]
-    scorer: KnnParams | LogisticParams | BlendParams | CentroidParams = Field(discriminator="family")
-    threshold: float = Field(ge=0, le=1)
-    tier2_share: float = Field(ge=0, le=1, description="share of calibration prompts at or above threshold")
-    score_quantiles: list[float] = Field(min_length=2, description="out-of-fold score quantiles 0..100%")
+    scorer: KindsParams
+    threshold: float = Field(ge=0, le=1, description="route to tier 2 when P(needs the large model) >= threshold")
+    tier2_share: float = Field(ge=0, le=1, description="share of the operating-point traffic at or above threshold")
+    score_quantiles: list[float] = Field(min_length=2, description="score quantiles 0..100% of the operating-point traffic")
+    operating_point: dict[str, Any] = Field(
+        default_factory=dict, description="the traffic the threshold was set on, and each source's tier-2 share there"
+    )
     hybrid: Hybrid = Hybrid()
     build: dict[str, Any] = Field(default_factory=dict, description="command, data checksums, CV results")
 
@@ -119,7 +153,9 @@ class Artifact(BaseModel):
     @classmethod
     def _supported(cls, v: int) -> int:
         if v != VERSION:
-            raise ValueError(f"artifact version {v} is not supported by this tierroute (expects {VERSION})")
+            raise ValueError(
+                f"artifact version {v} is not supported by this tierroute (expects {VERSION}); rebuild it with `tierroute calibrate`"
+            )
         return v
 
     def check_embedder(self, model_id: str, dim: int) -> None:

@@ -1,26 +1,46 @@
-"""Build a calibration artifact from labelled prompts.
+"""Build a calibration artifact: a gate over kinds of traffic and one calibrated expert per kind.
 
-1. Embed every prompt; compute cheap text features.
-2. Cross-validate each scorer family (centroid, logistic regression, kNN +
-   length) over a small grid, with the same folds for all. Rows with weak/strong
-   outcomes are scored by APGR per source; label-only rows by ROC AUC.
-3. Add blends of the best kNN and the best logistic candidate; keep the
-   candidate with the best mean per-source metric, refit on all rows.
-4. Pick the threshold from the chosen scorer's *out-of-fold* scores (in-sample
-   kNN scores would be optimistic): for a target share of tier-2 traffic, or for
-   the smallest share that recovers a target share of the quality gap. Every
-   source weighs the same in these quantiles, so MMLU's 4,000 rows do not set
-   the threshold for chat traffic alone.
+1. Embed every prompt; compute cheap text features. Every source belongs to a
+   *kind* of traffic: a source with weak/strong outcomes is a kind of its own
+   (MMLU-style knowledge questions, GSM8K-style word problems, a user's own
+   traffic); label-only sources (simple/complex exemplars, Arena-Hard's
+   one-sided "hard" prompts) together form the kind ``chat``.
+2. Per kind, a few candidates: prompt length alone; logistic regression on the
+   embedding and cheap features; a kNN vote of the kind's labelled prompts plus
+   a length term. Each is cross-validated on the kind's rows (APGR per source
+   with outcomes, ROC AUC per label-only source; the mean over the kind's
+   sources). The choice prefers the simpler model: the simplest candidate whose
+   shortfall from the best one is inside the best one's 90% bootstrap interval
+   (1.645 standard errors), so a complex model must clearly win to be chosen --
+   on a few hundred rows it rarely does.
+3. The chosen expert is calibrated (Platt scaling of its out-of-fold raw
+   scores) to the probability that a prompt needs the large model
+   (``needs_strong``); a label-only kind to P(complex), shifted so that its mean
+   over the kind's rows is ``label_prior`` (there is no outcome rate to learn).
+4. A gate (multinomial logistic regression) says which kind a prompt resembles;
+   the score is the gate-weighted mixture of the experts' probabilities, so one
+   threshold means about the same risk in every kind.
+5. Honest figures: steps 2-4 run again inside an outer cross-validation
+   (nested), so neither the choice of candidate nor the calibration ever sees
+   the prompts it is scored on. Per source: the nested figure beside the plain
+   cross-validated figure of the best candidate (chosen on the same folds it is
+   scored on), prompt length and random, and the lift over length with a
+   paired bootstrap interval.
+6. The threshold is set on a stated traffic mix -- each kind weighs the same,
+   and each source the same within its kind -- from the nested out-of-fold
+   scores, for a tier-2 share or for a share of the quality gap recovered; or
+   on the user's own unlabelled traffic (:func:`set_operating_point`).
 """
 
 from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import brentq
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -31,41 +51,56 @@ from app import __version__
 from app.routing.artifact import (
     Artifact,
     B64Array,
-    BlendParams,
-    CentroidParams,
     EmbedderInfo,
+    Expert,
+    Gate,
     Hybrid,
+    KindsParams,
     KnnParams,
+    LengthParams,
     LogisticParams,
 )
-from app.routing.data import Dataset
+from app.routing.data import Dataset, Example
 from app.routing.embed import Embedder
-from app.routing.metrics import curve, length_scores, summarize
-from app.routing.scorers import WORDS, KnnScorer, LogisticScorer, blend_scores, centroid_score
+from app.routing.metrics import bootstrap, curve, length_scores, lift_interval, random_baseline, summarize
+from app.routing.router import KindsScorer
+from app.routing.scorers import WORDS, KnnScorer, LengthScorer, LogisticScorer, sigmoid
 from app.routing.text import feature_matrix
 
-KNN_GRID = [(k, b) for k in (30, 100, 200) for b in (0.0, 0.25, 0.5, 1.0)]
+CHAT = "chat"  # the kind of every label-only source
+KNN_GRID = [(k, b) for k in (30, 100, 300) for b in (0.25, 0.5)]
 KNN_TEMPERATURE = 10.0
 LOGISTIC_GRID = (0.01, 0.1)
-BLEND_WEIGHTS = (0.3, 0.5)
+GATE_C = 1.0
+LABEL_PRIOR = 0.15
+SELECTION_BOOT = 200  # bootstrap resamples for the standard error of a candidate's shortfall
+SELECTION_Z = 1.645  # a simpler candidate is kept unless it falls short by more than this many standard errors
 
 
-@dataclass
-class Table:
-    """CV results: candidate name -> {source: metric}."""
+@dataclass(frozen=True)
+class Candidate:
+    """One expert to try on a kind; ``rank`` orders them from simplest (0) up."""
 
-    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    name: str
+    family: str  # length | logistic | knn
+    rank: int
+    C: float = 0.0
+    k: int = 0
+    length: float = 0.0
 
-    def add(self, name: str, metrics: dict[str, float]) -> None:
-        self.rows[name] = metrics
 
-    def format(self) -> str:
-        cols = sorted({c for r in self.rows.values() for c in r})
-        width = max(map(len, self.rows)) + 2
-        lines = ["candidate".ljust(width) + "".join(c.rjust(16) for c in cols)]
-        for name, r in self.rows.items():
-            lines.append(name.ljust(width) + "".join((f"{r[c]:.3f}" if c in r else "-").rjust(16) for c in cols))
-        return "\n".join(lines)
+def candidates(family: str | None = None) -> list[Candidate]:
+    """The candidates, simplest first: the length rule (one feature), logistic regression from the
+    strongest regularisation down, then kNN (the most flexible; more neighbours average more)."""
+    out = [Candidate("length", "length", 0)]
+    out += [Candidate(f"logistic C={C}", "logistic", 1 + i, C=C) for i, C in enumerate(LOGISTIC_GRID)]
+    # kNN: more neighbours average more, so larger k counts as simpler
+    knn = sorted(KNN_GRID, key=lambda kb: (-kb[0], kb[1]))
+    out += [Candidate(f"knn k={k} length={b}", "knn", 10 + i, k=k, length=b) for i, (k, b) in enumerate(knn)]
+    out = [c for c in out if family is None or c.family == family]
+    if not out:
+        raise ValueError(f"--family {family!r}: no such expert family (length, logistic, knn)")
+    return out
 
 
 @dataclass
@@ -77,8 +112,17 @@ class Prepared:
     feats: np.ndarray
     y: np.ndarray
     src: np.ndarray
+    kind: np.ndarray
     weak: np.ndarray  # nan where a row has no outcomes
     strong: np.ndarray
+
+    @property
+    def texts(self) -> list[str]:
+        return [e.text for e in self.ds.examples]
+
+
+def kind_of(e: Example) -> str:
+    return e.source.split(":", 1)[0] if e.has_outcomes else CHAT
 
 
 def prepare(ds: Dataset, embedder: Embedder, progress: bool = True) -> Prepared:
@@ -90,41 +134,56 @@ def prepare(ds: Dataset, embedder: Embedder, progress: bool = True) -> Prepared:
         emb,
         feature_matrix(texts),
         np.array([e.target for e in ds.examples], dtype=np.float32),
-        np.array([e.source for e in ds.examples]),
+        np.array([e.source for e in ds.examples], dtype=object),
+        np.array([kind_of(e) for e in ds.examples], dtype=object),
         np.array([e.weak if e.has_outcomes else nan for e in ds.examples], dtype=float),
         np.array([e.strong if e.has_outcomes else nan for e in ds.examples], dtype=float),
     )
 
 
-def evaluate_scores(p: Prepared, scores: np.ndarray) -> dict[str, float]:
-    """APGR per source with outcomes, ROC AUC per label-only source with both classes."""
+# --- metrics ------------------------------------------------------------------
+
+
+def evaluate_scores(p: Prepared, scores: np.ndarray, rows: np.ndarray | None = None) -> dict[str, float]:
+    """APGR per source with outcomes, ROC AUC per label-only source with both classes (``scores`` align with ``rows``)."""
+    rows = np.arange(len(p.y)) if rows is None else rows
+    src, weak, strong, y = p.src[rows], p.weak[rows], p.strong[rows], p.y[rows]
     out = {}
-    for s in sorted(set(p.src)):
-        m = p.src == s
-        if not np.isnan(p.weak[m]).any() and p.weak[m].mean() != p.strong[m].mean():
-            out[f"{s} APGR"] = summarize(scores[m], p.weak[m], p.strong[m])["apgr"]
-        elif len(set(p.y[m])) == 2:
-            out[f"{s} AUC"] = float(roc_auc_score(p.y[m], scores[m]))
+    for s in sorted(set(src)):
+        m = src == s
+        if not np.isnan(weak[m]).any() and weak[m].mean() != strong[m].mean():
+            out[f"{s} APGR"] = summarize(scores[m], weak[m], strong[m])["apgr"]
+        elif len(set(y[m])) == 2:
+            out[f"{s} AUC"] = float(roc_auc_score(y[m], scores[m]))
     return out
 
 
 def selection_score(metrics: dict[str, float]) -> float:
-    """Mean over sources of APGR (outcome data) or ROC AUC (label-only data).
-
-    Both are 0.5 for a random router and 1.0 for a perfect ranking, so every
-    source -- MMLU-style, GSM8K-style, chat exemplars -- weighs the same.
-    """
+    """Mean over sources of APGR (outcome data) or ROC AUC (label-only data): 0.5 random, 1.0 perfect."""
     return float(np.mean(list(metrics.values()))) if metrics else float("nan")
 
 
-def folds(p: Prepared, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    strat = np.char.add(p.src.astype(str), p.y.astype(int).astype(str))
-    return list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(p.emb, strat))
+def _shortfall_se(p: Prepared, rows: np.ndarray, scores: np.ndarray, best: np.ndarray, seed: int) -> float:
+    """Bootstrap standard error of ``selection_score(best) - selection_score(scores)`` over the rows."""
+
+    def shortfall(i):
+        try:
+            a, b = evaluate_scores(p, best[i], rows[i]), evaluate_scores(p, scores[i], rows[i])
+        except ValueError:  # a resample without both classes
+            return None
+        return selection_score(a) - selection_score(b) if a and a.keys() == b.keys() else None
+
+    diffs = bootstrap(len(rows), shortfall, SELECTION_BOOT, seed)
+    return float(np.std(diffs)) if len(diffs) > 1 else 0.0
 
 
-def _length_stats(feats: np.ndarray) -> tuple[float, float]:
-    col = feats[:, WORDS]
-    return float(col.mean()), float(col.std() or 1.0)
+# --- experts ------------------------------------------------------------------
+
+
+def folds(p: Prepared, rows: np.ndarray, n_splits: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    strat = np.char.add(p.src[rows].astype(str), p.y[rows].astype(int).astype(str))
+    n = max(2, min(n_splits, int(np.unique(strat, return_counts=True)[1].max())))
+    return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(rows, strat))
 
 
 def fit_logistic(p: Prepared, rows: np.ndarray, C: float) -> LogisticScorer:
@@ -134,77 +193,214 @@ def fit_logistic(p: Prepared, rows: np.ndarray, C: float) -> LogisticScorer:
     return LogisticScorer(m.coef_[0], float(m.intercept_[0]), sc.mean_, sc.scale_)
 
 
-def fit_knn(p: Prepared, rows: np.ndarray, k: int, beta: float) -> KnnScorer:
-    mean, std = _length_stats(p.feats[rows])
-    return KnnScorer(p.emb[rows], p.y[rows], k, KNN_TEMPERATURE, beta, mean, std)
+def fit_knn(p: Prepared, rows: np.ndarray, k: int, length_weight: float) -> KnnScorer:
+    col = p.feats[rows, WORDS]
+    return KnnScorer(p.emb[rows], p.y[rows], k, KNN_TEMPERATURE, length_weight, float(col.mean()), float(col.std() or 1.0))
 
 
-def centroids(p: Prepared, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    y = p.y[rows]
-    if y.min() == y.max():
-        raise ValueError("calibration data needs both simple and complex (or needs_strong) examples")
-    return p.emb[rows][y == 1].mean(0), p.emb[rows][y == 0].mean(0)
+def fit_candidate(p: Prepared, rows: np.ndarray, c: Candidate):
+    if len(set(p.y[rows])) < 2:
+        raise ValueError(f"calibration data of kind {p.kind[rows[0]]!r} needs both simple and complex (or needs_strong) examples")
+    if c.family == "length":
+        return LengthScorer()
+    if c.family == "logistic":
+        return fit_logistic(p, rows, c.C)
+    return fit_knn(p, rows, c.k, c.length)
 
 
-def candidates(p: Prepared) -> dict[str, tuple[dict, Callable[[np.ndarray, np.ndarray], np.ndarray]]]:
-    """name -> (spec, fit on train rows and score test rows)."""
-    out: dict[str, tuple[dict, Callable]] = {}
+def expert_params(scorer) -> KnnParams | LogisticParams | LengthParams:
+    if isinstance(scorer, KnnScorer):
+        return KnnParams(
+            k=scorer.k, temperature=scorer.temperature, length_weight=scorer.length_weight, length_mean=scorer.length_mean,
+            length_std=scorer.length_std, reference=B64Array.of(scorer.ref, "float16"), labels=B64Array.of(scorer.labels, "int8"),
+        )  # fmt: skip
+    if isinstance(scorer, LogisticScorer):
+        return LogisticParams(coef=scorer.coef.tolist(), intercept=scorer.intercept, mean=scorer.mean.tolist(), scale=scorer.scale.tolist())
+    return LengthParams()
 
-    def centroid(tr, te):
-        c, s = centroids(p, tr)
-        return centroid_score(p.emb[te], c, s)
 
-    out["centroid"] = ({"family": "centroid"}, centroid)
-    for C in LOGISTIC_GRID:
-        out[f"logistic C={C}"] = (
-            {"family": "logistic", "C": C},
-            lambda tr, te, C=C: fit_logistic(p, tr, C).score(p.emb[te], p.feats[te]),
-        )
-    for k, b in KNN_GRID:
-        out[f"knn k={k} length={b}"] = (
-            {"family": "knn", "k": k, "length": b},
-            lambda tr, te, k=k, b=b: fit_knn(p, tr, k, b).score(p.emb[te], p.feats[te]),
-        )
+@dataclass
+class KindChoice:
+    """The cross-validation of one kind's candidates and the one chosen."""
+
+    chosen: Candidate
+    table: dict[str, dict[str, float]]  # candidate -> metric per source, out of fold
+    oof_raw: np.ndarray  # the chosen candidate's out-of-fold raw scores on the kind's rows
+
+
+def choose_expert(p: Prepared, rows: np.ndarray, n_splits: int, seed: int, family: str | None = None) -> KindChoice:
+    """Cross-validate every candidate on ``rows``; keep the simplest not clearly worse than the best."""
+    splits = folds(p, rows, n_splits, seed)
+    oof = {}
+    for c in candidates(family):
+        raw = np.zeros(len(rows))
+        for tr, te in splits:
+            raw[te] = fit_candidate(p, rows[tr], c).raw(p.emb[rows[te]], p.feats[rows[te]])
+        oof[c] = raw
+    table = {c.name: evaluate_scores(p, raw, rows) for c, raw in oof.items()}
+    score = {c: np.nan_to_num(selection_score(table[c.name]), nan=-1.0) for c in oof}
+    best = max(oof, key=score.get)
+    near = [c for c in oof if c is best or score[c] >= score[best] - SELECTION_Z * _shortfall_se(p, rows, oof[c], oof[best], seed)]
+    chosen = min(near, key=lambda c: c.rank)
+    return KindChoice(chosen, table, oof[chosen])
+
+
+def fit_platt(raw: np.ndarray, y: np.ndarray, prior: float | None = None) -> tuple[float, float]:
+    """(a, b) of ``sigmoid(a * raw + b)`` fitted to ``y``; with ``prior``, b shifted so the mean is ``prior``."""
+    m = LogisticRegression(C=1e4, max_iter=1000).fit(raw.reshape(-1, 1), y)
+    a, b = float(m.coef_[0, 0]), float(m.intercept_[0])
+    if prior is not None:
+        b += brentq(lambda d: sigmoid(a * raw + b + d).mean() - prior, -30.0, 30.0)
+    return a, b
+
+
+def fit_gate(p: Prepared, rows: np.ndarray, kinds: list[str]) -> Gate:
+    a = np.hstack([p.emb[rows], p.feats[rows]])
+    sc = StandardScaler().fit(a)
+    m = LogisticRegression(C=GATE_C, max_iter=3000, class_weight="balanced").fit(sc.transform(a), p.kind[rows])
+    order = [list(m.classes_).index(k) for k in kinds]
+    if len(kinds) == 2:  # sklearn's binary model: logits (0, z) for classes_ (0, 1)
+        coef = np.vstack([np.zeros_like(m.coef_[0]), m.coef_[0]])
+        intercept = np.array([0.0, m.intercept_[0]])
+    else:
+        coef, intercept = m.coef_, m.intercept_
+    return Gate(kinds=kinds, coef=coef[order].tolist(), intercept=intercept[order].tolist(), mean=sc.mean_.tolist(), scale=sc.scale_.tolist())
+
+
+@dataclass
+class Fit:
+    params: KindsParams
+    choices: dict[str, KindChoice]
+
+
+def fit_router(
+    p: Prepared, rows: np.ndarray, n_splits: int = 5, seed: int = 0, family: str | None = None, label_prior: float = LABEL_PRIOR
+) -> Fit:
+    """Choose and calibrate an expert per kind on ``rows``, and the gate between kinds."""
+    kinds = sorted(str(k) for k in set(p.kind[rows]))
+    experts, choices = {}, {}
+    for kind in kinds:
+        kr = rows[p.kind[rows] == kind]
+        choice = choose_expert(p, kr, n_splits, seed, family)
+        outcomes = not np.isnan(p.weak[kr]).any()
+        platt = fit_platt(choice.oof_raw, p.y[kr], None if outcomes else label_prior)
+        model = expert_params(fit_candidate(p, kr, choice.chosen))
+        experts[kind] = Expert(candidate=choice.chosen.name, model=model, platt=platt, outcomes=outcomes)
+        choices[kind] = choice
+    gate = fit_gate(p, rows, kinds) if len(kinds) > 1 else None
+    return Fit(KindsParams(gate=gate, experts=experts), choices)
+
+
+# --- honest evaluation ----------------------------------------------------------
+
+
+@dataclass
+class Evaluation:
+    oof: np.ndarray  # nested out-of-fold P(needs the large model) of every row (for the operating point)
+    chosen: list[dict[str, str]]  # per outer fold: kind -> chosen candidate
+    report: dict[str, dict]  # per source: nested, plain CV, length, random, lift
+
+
+def nested_cv(
+    p: Prepared,
+    n_outer: int = 5,
+    n_inner: int = 4,
+    seed: int = 0,
+    family: str | None = None,
+    label_prior: float = LABEL_PRIOR,
+    plain: dict[str, KindChoice] | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Score every row with a router whose choice and calibration never saw it.
+
+    ``plain`` (the kinds' choices on all rows) adds the plain cross-validated
+    figure -- the best candidate on the folds it is scored on -- beside each nested one.
+    """
+    rows = np.arange(len(p.y))
+    oof, fold, chosen = np.zeros(len(rows)), np.zeros(len(rows), dtype=int), []
+    splits = folds(p, rows, n_outer, seed)
+    for i, (tr, te) in enumerate(tqdm(splits, desc="nested cross-validation", unit="fold", disable=not progress)):
+        fit = fit_router(p, rows[tr], n_inner, seed, family, label_prior)
+        oof[te], fold[te] = KindsScorer(fit.params)(p.emb[te], p.feats[te])[0], i
+        chosen.append({k: c.chosen.name for k, c in fit.choices.items()})
+    # Each outer fold has its own model: compare a source's prompts within their fold (ranks),
+    # not across the folds' scales; the length baseline is ranked the same way.
+    group = np.char.add(p.src.astype(str), fold.astype(str))
+    ranked, length = within_group_ranks(oof, group), within_group_ranks(length_scores(p.texts), group)
+    return Evaluation(oof, chosen, source_report(p, ranked, length, plain))
+
+
+def within_group_ranks(scores: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Each score's rank among the scores of its own group, in (0, 1]."""
+    out = np.empty(len(scores))
+    for g in np.unique(group):
+        m = group == g
+        out[m] = rankdata(scores[m]) / m.sum()
     return out
 
 
-def cross_validate(p: Prepared, n_splits: int = 5, seed: int = 0, progress: bool = True):
-    """Out-of-fold scores, metrics and specs of every candidate, plus the baselines.
-
-    Blends combine the best kNN and the best logistic candidate on the logit
-    scale: kNN carries topic and length, the linear model generalises better
-    to chat prompts far from any calibration neighbour.
-    """
-    table, oof_all, specs = Table(), {}, {}
-    cands = candidates(p)
-    splits = folds(p, n_splits, seed)
-    bar = tqdm(total=len(cands) * len(splits), desc="cross-validating", unit="fit", disable=not progress)
-    for name, (spec, fit) in cands.items():
-        oof = np.zeros(len(p.y))
-        for tr, te in splits:
-            oof[te] = fit(tr, te)
-            bar.update()
-        oof_all[name], specs[name] = oof, spec
-        table.add(name, evaluate_scores(p, oof))
-    bar.close()
-    best = {f: max((n for n in specs if specs[n]["family"] == f), key=lambda n: selection_score(table.rows[n])) for f in ("knn", "logistic")}
-    for w in BLEND_WEIGHTS:
-        name = f"blend {best['knn']} + {best['logistic']} w={w}"
-        oof_all[name] = blend_scores(oof_all[best["knn"]], oof_all[best["logistic"]], w)
-        specs[name] = {"family": "blend", "knn": specs[best["knn"]], "logistic": specs[best["logistic"]], "weight": w}
-        table.add(name, evaluate_scores(p, oof_all[name]))
-    table.add("baseline: prompt length", evaluate_scores(p, length_scores([e.text for e in p.ds.examples])))
-    rng = np.random.default_rng(seed)
-    rand = [evaluate_scores(p, rng.random(len(p.y))) for _ in range(20)]
-    table.add("baseline: random (mean of 20)", {k: float(np.mean([r[k] for r in rand])) for k in rand[0]})
-    return table, oof_all, specs
+def source_report(
+    p: Prepared, scores: np.ndarray, length: np.ndarray | None = None, plain: dict[str, KindChoice] | None = None
+) -> dict[str, dict]:
+    """Per source: the router's figure, prompt length, random, and the lift over length with a 90% interval."""
+    length = length_scores(p.texts) if length is None else length
+    nested = evaluate_scores(p, scores)
+    lengths = evaluate_scores(p, length)
+    out: dict[str, dict] = {}
+    for key, value in nested.items():
+        source, metric = key.rsplit(" ", 1)
+        m = p.src == source
+        row = {"metric": metric, "n": int(m.sum()), "router": value, "prompt length": lengths[key]}
+        if plain is not None:
+            table = plain[p.kind[m][0]].table
+            row["plain CV (best candidate)"] = max(t[key] for t in table.values() if key in t)
+        if metric == "APGR":
+            row["random"] = random_baseline(p.weak[m], p.strong[m])["apgr"]
+            row["lift over length"] = lift_interval(scores[m], length[m], p.weak[m], p.strong[m])
+        else:
+            row["random"] = 0.5
+        out[source] = row
+    return out
 
 
-def source_weights(src: np.ndarray) -> np.ndarray:
-    """Each source weighs the same in aggregate traffic statistics."""
-    names, counts = np.unique(src, return_counts=True)
-    per = dict(zip(names, 1.0 / (counts * len(names))))
-    return np.array([per[s] for s in src])
+def format_report(report: dict[str, dict]) -> str:
+    lines = [f"{'source':<22}{'metric':>7}{'n':>6}{'nested':>9}{'plain CV':>10}{'length':>9}{'random':>9}   lift over length [90% CI]"]
+    for s, r in report.items():
+        lift = r.get("lift over length")
+        li = f"{lift['lift']:+.3f} [{lift['low']:+.3f}, {lift['high']:+.3f}]" if lift else f"{r['router'] - r['prompt length']:+.3f}"
+        plain = r.get("plain CV (best candidate)")
+        lines.append(
+            f"{s:<22}{r['metric']:>7}{r['n']:>6}{r['router']:>9.3f}{(f'{plain:.3f}' if plain is not None else '-'):>10}"
+            f"{r['prompt length']:>9.3f}{r['random']:>9.3f}   {li}"
+        )
+    return "\n".join(lines)
+
+
+def format_choices(choices: dict[str, KindChoice]) -> str:
+    """Each kind's candidates, cross-validated on the same folds (plain CV), the chosen one marked."""
+    lines = []
+    for kind, ch in choices.items():
+        cols = sorted({c for r in ch.table.values() for c in r})
+        lines.append(f"== kind {kind!r}: " + ", ".join(cols))
+        for name, r in ch.table.items():
+            mark = "  <- chosen" if name == ch.chosen.name else ""
+            lines.append(f"   {name:<26}" + "".join(f"{r.get(c, float('nan')):>9.3f}" for c in cols) + mark)
+    return "\n".join(lines)
+
+
+# --- operating point --------------------------------------------------------------
+
+
+def mix_weights(p: Prepared) -> np.ndarray:
+    """The default traffic mix: every kind weighs the same, and every source the same within its kind."""
+    w = np.zeros(len(p.y))
+    kinds = sorted(set(p.kind))
+    for k in kinds:
+        sources = sorted(set(p.src[p.kind == k]))
+        for s in sources:
+            m = (p.kind == k) & (p.src == s)
+            w[m] = 1.0 / (m.sum() * len(sources) * len(kinds))
+    return w
 
 
 def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: np.ndarray) -> np.ndarray:
@@ -217,8 +413,8 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: np.ndarray) -> np.ndarr
 def choose_threshold(
     p: Prepared, oof: np.ndarray, tier2_share: float | None, recover: float | None
 ) -> tuple[float, float]:
-    """(threshold, resulting tier-2 share of equally weighted calibration traffic)."""
-    w = source_weights(p.src)
+    """(threshold, resulting tier-2 share of the default traffic mix)."""
+    w = mix_weights(p)
     if recover is not None:
         has = ~np.isnan(p.weak)
         if not has.any():
@@ -234,62 +430,64 @@ def choose_threshold(
     return threshold, share
 
 
-def _knn_params(p: Prepared, spec: dict) -> KnnParams:
-    knn = fit_knn(p, np.arange(len(p.y)), spec["k"], spec["length"])
-    return KnnParams(
-        k=knn.k, temperature=KNN_TEMPERATURE, length_weight=knn.length_weight, length_mean=knn.length_mean,
-        length_std=knn.length_std, reference=B64Array.of(p.emb, "float16"), labels=B64Array.of(p.y, "int8"),
-    )  # fmt: skip
+def source_shares(p: Prepared, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    return {s: float((scores[p.src == s] >= threshold).mean()) for s in sorted(set(p.src))}
 
 
-def _logistic_params(p: Prepared, spec: dict) -> LogisticParams:
-    lr = fit_logistic(p, np.arange(len(p.y)), spec["C"])
-    return LogisticParams(coef=lr.coef.tolist(), intercept=lr.intercept, mean=lr.mean.tolist(), scale=lr.scale.tolist())
+def set_operating_point(art: Artifact, scores: np.ndarray, tier2_share: float, traffic: str) -> Artifact:
+    """The threshold at the (1 - share) quantile of the user's own traffic's scores."""
+    if len(scores) < 20:
+        raise ValueError(f"--traffic: {len(scores)} prompts are too few to set a threshold on (need >= 20)")
+    threshold = float(np.quantile(scores, 1.0 - tier2_share))
+    quantiles = np.maximum.accumulate(np.quantile(scores, np.linspace(0, 1, 101)))
+    return art.model_copy(
+        update={
+            "threshold": threshold,
+            "tier2_share": float((scores >= threshold).mean()),
+            "score_quantiles": quantiles.tolist(),
+            "operating_point": {"traffic": traffic, "prompts": len(scores), "target_tier2_share": tier2_share},
+        }
+    )
+
+
+# --- the artifact ------------------------------------------------------------------
 
 
 def build_artifact(
     p: Prepared,
     embedder: Embedder,
-    table: Table,
-    oof_all: dict[str, np.ndarray],
-    specs: dict[str, dict],
+    fit: Fit,
+    evaluation: Evaluation,
     tier2_share: float | None = 0.15,
     recover: float | None = None,
-    family: str | None = None,
-    hybrid: Hybrid | None = None,
+    label_prior: float = LABEL_PRIOR,
 ) -> Artifact:
-    """Refit the best candidate (or the best of ``family``) on all rows and pick the threshold."""
-    names = [n for n in oof_all if family is None or specs[n]["family"] == family]
-    if not names:
-        raise ValueError(f"--family {family!r}: no such candidate (centroid, logistic, knn, blend)")
-    best = max(names, key=lambda n: np.nan_to_num(selection_score(table.rows[n]), nan=-1.0))
-    spec = specs[best]
-    c, s = centroids(p, np.arange(len(p.y)))
-    if spec["family"] == "knn":
-        params = _knn_params(p, spec)
-    elif spec["family"] == "logistic":
-        params = _logistic_params(p, spec)
-    elif spec["family"] == "blend":
-        params = BlendParams(knn=_knn_params(p, spec["knn"]), logistic=_logistic_params(p, spec["logistic"]), weight=spec["weight"])
-    else:
-        params = CentroidParams()
-    oof = oof_all[best]
-    threshold, share = choose_threshold(p, oof, tier2_share, recover)
-    quantiles = weighted_quantiles(oof, source_weights(p.src), np.linspace(0, 1, 101))
+    """The artifact of ``fit`` (chosen on all rows), its threshold set on the nested out-of-fold scores."""
+    emb_c = p.emb[p.y == 1].mean(0) if (p.y == 1).any() else p.emb.mean(0)
+    emb_s = p.emb[p.y == 0].mean(0) if (p.y == 0).any() else p.emb.mean(0)
+    threshold, share = choose_threshold(p, evaluation.oof, tier2_share, recover)
+    quantiles = weighted_quantiles(evaluation.oof, mix_weights(p), np.linspace(0, 1, 101))
     return Artifact(
         embedder=EmbedderInfo(model_id=embedder.model_id, dim=embedder.dim, prefix=embedder.config.prefix),
-        centroids={"complex": c.tolist(), "simple": s.tolist()},
-        scorer=params,
+        centroids={"complex": emb_c.tolist(), "simple": emb_s.tolist()},
+        scorer=fit.params,
         threshold=threshold,
         tier2_share=share,
         score_quantiles=np.maximum.accumulate(quantiles).tolist(),
-        hybrid=hybrid or Hybrid(),
+        hybrid=Hybrid(),
+        operating_point={
+            "traffic": "calibration mix: every kind weighs the same, every source the same within its kind",
+            "kinds": sorted(set(p.kind)),
+            "target": {"tier2_share": tier2_share} if recover is None else {"recover": recover},
+            "tier2_share_by_source": source_shares(p, evaluation.oof, threshold),
+        },
         build={
             "tierroute_version": __version__,
             "command": " ".join(shlex.quote(a) for a in sys.argv),
-            "chosen": best,
-            "target": {"tier2_share": tier2_share} if recover is None else {"recover": recover},
+            "chosen": {k: c.chosen.name for k, c in fit.choices.items()},
+            "label_prior": label_prior,
             "data": {"checksums": p.ds.checksums, "rows": {s: int((p.src == s).sum()) for s in sorted(set(p.src))}},
-            "cross_validation": table.rows,
+            "nested_cross_validation": {"by_source": evaluation.report, "chosen_per_fold": evaluation.chosen},
+            "cross_validation": {k: c.table for k, c in fit.choices.items()},
         },
     )

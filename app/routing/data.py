@@ -221,8 +221,9 @@ def load_shared_dir(root: str | Path, include_arena: bool = True) -> Dataset:
     * ``arena-hard-auto/.../question.jsonl`` -> source "arena-hard", label complex
       (one-sided: every prompt was selected as hard)
 
-    ``grade-school-math`` holds the same questions as ``gsm8k`` with GPT-3 outcomes;
-    load it with :func:`load_file` to evaluate against that model pair.
+    * ``grade-school-math/example_model_solutions.jsonl`` -> source
+      "gsm8k:gpt3-6b-vs-175b": the same questions with GPT-3 6B / 175B outcomes
+      (a second model pair of the same kind, see app.routing.calibrate)
     """
     root = Path(root)
     ds = Dataset([])
@@ -232,6 +233,9 @@ def load_shared_dir(root: str | Path, include_arena: bool = True) -> Dataset:
     gsm = root / "routellm/gsm8k/gsm8k_responses.csv"
     if gsm.is_file():
         ds = ds.extend(load_file(gsm, source="gsm8k"))
+    gpt3 = root / "grade-school-math/example_model_solutions.jsonl"
+    if gpt3.is_file():
+        ds = ds.extend(load_file(gpt3, source="gsm8k:gpt3-6b-vs-175b"))
     arena = root / "arena-hard-auto/data/arena-hard-v0.1/question.jsonl"
     if include_arena and arena.is_file():
         ds = ds.extend(load_file(arena, source="arena-hard", label=1))

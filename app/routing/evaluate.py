@@ -1,7 +1,8 @@
 """Evaluate a router on labelled data, beside the random and prompt-length baselines.
 
 Per source with weak/strong outcomes: APGR, CPT(50%), CPT(80%) (see
-:mod:`app.routing.metrics`), the tier split and quality at the artifact's
+:mod:`app.routing.metrics`), the lift over prompt length with a paired
+bootstrap interval, the tier split and quality at the artifact's
 threshold, and the cost relative to sending everything to tier 2. Writes one
 PNG of quality vs. share of tier-2 calls per source.
 """
@@ -13,7 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from app.routing.data import Dataset
-from app.routing.metrics import Curve, apgr, cost_ratio, cpt, curve, length_scores, random_scores, routed_performance
+from app.routing.metrics import (
+    RANDOM_SEEDS,
+    Curve,
+    apgr,
+    cost_ratio,
+    cpt,
+    curve,
+    length_scores,
+    lift_interval,
+    random_scores,
+    routed_performance,
+)
 from app.routing.router import Router
 
 
@@ -36,6 +48,7 @@ def evaluate(
         raise ValueError("evaluation needs prompts with weak/strong outcomes")
     texts = [e.text for e in rows]
     sig = router.score_texts(texts, progress=progress)
+    length = length_scores(texts)
     src = np.array([e.source for e in rows])
     weak = np.array([e.weak for e in rows])
     strong = np.array([e.strong for e in rows])
@@ -49,9 +62,9 @@ def evaluate(
         curves = {
             "router": curve(sig.score[m], w, g, n_bins),
             "centroid signal": curve(sig.centroid[m], w, g, n_bins),
-            "prompt length": curve(length_scores([t for t, k in zip(texts, m) if k]), w, g, n_bins),
+            "prompt length": curve(length[m], w, g, n_bins),
         }
-        rand = [curve(random_scores(int(m.sum()), seed), w, g, n_bins) for seed in range(20)]
+        rand = [curve(random_scores(int(m.sum()), seed), w, g, n_bins) for seed in RANDOM_SEEDS]
         share, quality = routed_performance(sig.score[m], w, g, router.threshold)
         report[s] = {
             "n": int(m.sum()),
@@ -59,6 +72,7 @@ def evaluate(
             "strong": float(g.mean()),
             **{name: _row(c) for name, c in curves.items()},
             "random (mean of 20)": {k: float(np.mean([_row(c)[k] for c in rand])) for k in ("apgr", "cpt50", "cpt80")},
+            "lift over length": lift_interval(sig.score[m], length[m], w, g, n_bins=n_bins),
             "at_threshold": {
                 "threshold": router.threshold,
                 "tier2_share": share,
@@ -109,6 +123,8 @@ def format_report(report: dict[str, dict]) -> str:
         for name in ("router", "centroid signal", "prompt length", "random (mean of 20)"):
             m = r[name]
             lines.append(f"   {name:<22}{m['apgr']:>8.3f}{100 * m['cpt50']:>9.1f}%{100 * m['cpt80']:>9.1f}%")
+        lift = r["lift over length"]
+        lines.append(f"   lift over prompt length: {lift['lift']:+.3f} [{lift['low']:+.3f}, {lift['high']:+.3f}] (90% bootstrap interval)")
         t = r["at_threshold"]
         lines.append(
             f"   at threshold {t['threshold']:.4f}: tier 2 {100 * t['tier2_share']:.1f}% / tier 1 "

@@ -85,6 +85,9 @@ def summarize(scores, weak, strong, n_bins: int = 10) -> dict[str, float]:
     return {"apgr": apgr(c), "cpt50": cpt(c, 0.5), "cpt80": cpt(c, 0.8)}
 
 
+RANDOM_SEEDS = range(20)  # the random baseline is the mean over these seeds, everywhere
+
+
 def random_scores(n: int, seed: int = 0) -> np.ndarray:
     """The random router: a uniform score per prompt (expected APGR 0.5)."""
     return np.random.default_rng(seed).random(n)
@@ -93,6 +96,40 @@ def random_scores(n: int, seed: int = 0) -> np.ndarray:
 def length_scores(texts: list[str]) -> np.ndarray:
     """The naive prompt-length router: longer prompt -> more likely tier 2."""
     return np.array([len(t) for t in texts], dtype=float)
+
+
+def random_baseline(weak, strong, n_bins: int = 10) -> dict[str, float]:
+    """APGR / CPT of the random router: the mean over :data:`RANDOM_SEEDS`."""
+    runs = [summarize(random_scores(len(weak), seed), weak, strong, n_bins) for seed in RANDOM_SEEDS]
+    return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+
+
+def bootstrap(n: int, stat, n_boot: int, seed: int = 0) -> np.ndarray:
+    """``stat(indices)`` over ``n_boot`` resamples of ``range(n)`` with replacement; None results are dropped."""
+    rng = np.random.default_rng(seed)
+    out = (stat(rng.integers(0, n, n)) for _ in range(n_boot))
+    return np.array([v for v in out if v is not None], dtype=float)
+
+
+def lift_interval(
+    scores, baseline, weak, strong, n_boot: int = 1000, level: float = 0.90, seed: int = 0, n_bins: int = 10
+) -> dict[str, float]:
+    """APGR(scores) - APGR(baseline) on these prompts, with a paired bootstrap interval.
+
+    Prompts are resampled with replacement (the same resample for both routers),
+    so the interval reflects how much the lift depends on which prompts were drawn.
+    """
+    s, w, g = _arrays(scores, weak, strong)
+    b = np.asarray(baseline, dtype=float)
+
+    def lift(i):
+        if w[i].mean() == g[i].mean():
+            return None
+        return apgr(curve(s[i], w[i], g[i], n_bins)) - apgr(curve(b[i], w[i], g[i], n_bins))
+
+    boots = bootstrap(len(s), lift, n_boot, seed)
+    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]) if len(boots) else (np.nan, np.nan)
+    return {"lift": float(lift(np.arange(len(s)))), "low": float(lo), "high": float(hi), "level": level}
 
 
 def cost_ratio(tier2_share: float, cost_tier1: float, cost_tier2: float) -> float:

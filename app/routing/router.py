@@ -17,9 +17,18 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from app.routing.artifact import Artifact, KnnParams, LogisticParams, load_artifact
+from app.routing.artifact import Artifact, KindsParams, KnnParams, LengthParams, LogisticParams, load_artifact
 from app.routing.embed import Embedder, EmbedderConfig, get_embedder
-from app.routing.scorers import KnnScorer, LogisticScorer, blend_scores, centroid_score, hybrid_score, in_band
+from app.routing.scorers import (
+    KnnScorer,
+    LengthScorer,
+    LogisticScorer,
+    centroid_score,
+    hybrid_score,
+    in_band,
+    platt,
+    softmax,
+)
 from app.routing.text import feature_matrix, prompt_text
 
 
@@ -31,6 +40,7 @@ class Decision(BaseModel):
     confidence: float = Field(ge=0, le=1, description="0 at the threshold, 1 at the far end of traffic")
     threshold: float
     scorer: str
+    kind: str | None = Field(None, description="the kind of traffic the prompt resembles most (the gate's choice)")
     signals: dict[str, float | None]
     llm_consulted: bool = False
     fallback: str | None = Field(None, description="why the LLM rating was wanted but not used")
@@ -41,34 +51,47 @@ class Decision(BaseModel):
 class EmbeddingScores:
     """Embedding-side scores of a batch of prompts (arrays of equal length)."""
 
-    score: np.ndarray  # the artifact's embedding scorer
+    score: np.ndarray  # P(needs the large model), from the artifact's gate and experts
     centroid: np.ndarray
-    quantile: np.ndarray  # score's place in calibration traffic
+    quantile: np.ndarray  # score's place in the operating-point traffic
+    kind: list[str]  # the kind of traffic each prompt resembles most (the gate's choice)
 
     def row(self, i: int) -> "EmbeddingScores":
         """Prompt ``i`` alone, as a batch of one."""
-        return EmbeddingScores(self.score[i : i + 1], self.centroid[i : i + 1], self.quantile[i : i + 1])
+        return EmbeddingScores(self.score[i : i + 1], self.centroid[i : i + 1], self.quantile[i : i + 1], self.kind[i : i + 1])
 
 
-def build_scorer(artifact: Artifact):
-    """``f(emb, feats) -> scores`` for the artifact's embedding scorer."""
-    p = artifact.scorer
-
-    def knn(p: KnnParams):
-        return KnnScorer(p.reference.array(), p.labels.array(), p.k, p.temperature, p.length_weight, p.length_mean, p.length_std).score
-
-    def logistic(p: LogisticParams):
-        return LogisticScorer(np.array(p.coef), p.intercept, np.array(p.mean), np.array(p.scale)).score
-
+def expert_scorer(p: KnnParams | LogisticParams | LengthParams):
+    """The expert's raw-score function ``f(emb, feats)``."""
     if p.family == "knn":
-        return knn(p)
+        return KnnScorer(p.reference.array(), p.labels.array(), p.k, p.temperature, p.length_weight, p.length_mean, p.length_std).raw
     if p.family == "logistic":
-        return logistic(p)
-    if p.family == "blend":
-        f_knn, f_lr, w = knn(p.knn), logistic(p.logistic), p.weight
-        return lambda emb, feats: blend_scores(f_knn(emb, feats), f_lr(emb, feats), w)
-    c, s = np.array(artifact.centroids["complex"]), np.array(artifact.centroids["simple"])
-    return lambda emb, feats: centroid_score(emb, c, s)
+        return LogisticScorer(np.array(p.coef), p.intercept, np.array(p.mean), np.array(p.scale)).raw
+    return LengthScorer().raw
+
+
+class KindsScorer:
+    """``score(emb, feats) -> (P(needs the large model), kind index)`` for a :class:`KindsParams`.
+
+    The probability is the gate-weighted mixture of each kind's calibrated expert.
+    """
+
+    def __init__(self, params: KindsParams):
+        self.kinds = params.gate.kinds if params.gate else list(params.experts)
+        self.experts = [(expert_scorer(params.experts[k].model), params.experts[k].platt) for k in self.kinds]
+        g = params.gate
+        self.gate = None if g is None else LogisticScorer(np.array(g.coef).T, 0.0, np.array(g.mean), np.array(g.scale))
+        self.gate_intercept = None if g is None else np.array(g.intercept)
+
+    def gate_probs(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        if self.gate is None:
+            return np.ones((len(np.atleast_2d(emb)), 1))
+        return softmax(self.gate.raw(emb, feats) + self.gate_intercept)
+
+    def __call__(self, emb: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = self.gate_probs(emb, feats)
+        p = np.stack([platt(f(emb, feats), a, b) for f, (a, b) in self.experts], axis=1)
+        return (g * p).sum(axis=1), g.argmax(axis=1)
 
 
 class Router:
@@ -77,7 +100,7 @@ class Router:
         self.embedder = embedder
         if embedder is not None:
             artifact.check_embedder(embedder.model_id, embedder.dim)
-        self._score = build_scorer(artifact)
+        self._score = KindsScorer(artifact.scorer)
         self._complex = np.array(artifact.centroids["complex"], dtype=np.float32)
         self._simple = np.array(artifact.centroids["simple"], dtype=np.float32)
         self.threshold = artifact.threshold
@@ -92,11 +115,15 @@ class Router:
 
     # --- the steps -----------------------------------------------------------
     def score_embeddings(self, emb: np.ndarray, texts: list[str]) -> EmbeddingScores:
-        score = np.clip(self._score(emb, feature_matrix(texts)), 0.0, 1.0)
-        return EmbeddingScores(score, centroid_score(np.atleast_2d(emb), self._complex, self._simple), self.artifact.quantile_of(score))
+        score, kind = self._score(emb, feature_matrix(texts))
+        score = np.clip(score, 0.0, 1.0)
+        centroid = centroid_score(np.atleast_2d(emb), self._complex, self._simple)
+        return EmbeddingScores(score, centroid, self.artifact.quantile_of(score), [self._score.kinds[i] for i in kind])
 
-    def wants_llm(self, quantile: float) -> bool:
-        return in_band(float(quantile), self._q_threshold, self.artifact.hybrid.band)
+    def wants_llm(self, quantile: float, threshold: float | None = None) -> bool:
+        """Is the score (at ``quantile`` of traffic) within the band around the threshold (the artifact's, or a live one)?"""
+        q_t = self._q_threshold if threshold is None else float(self.artifact.quantile_of(threshold))
+        return in_band(float(quantile), q_t, self.artifact.hybrid.band)
 
     def confidence(self, score: float) -> float:
         q = float(self.artifact.quantile_of(score))
@@ -126,6 +153,7 @@ class Router:
             confidence=self.confidence(final),
             threshold=threshold,
             scorer=("hybrid+" if consulted else "") + self.artifact.scorer.family,
+            kind=scores.kind[0],
             signals={
                 "embedding": emb_score,
                 "centroid": float(scores.centroid[0]),

@@ -3,18 +3,20 @@
 * :func:`centroid_score` — the original design: distances to a "complex" and a
   "simple" centroid of L2-normalised embeddings. Kept as one reported signal; on
   MiniLM its scores bunch around 0.5, so thresholds must come from quantiles.
-* :class:`KnnScorer` — similarity-weighted vote of the nearest labelled
-  calibration prompts (the topic signal), plus a prompt-length term on the
-  logit scale (the step-count signal that embeddings miss on word problems).
-* :class:`LogisticScorer` — logistic regression on embeddings and cheap features.
-* :func:`blend_scores` — kNN and logistic combined on the logit scale.
+* Experts, each giving a raw score that :func:`platt` turns into the probability
+  that a prompt needs the large model (one per kind of traffic, see
+  :mod:`app.routing.calibrate`):
+  :class:`LengthScorer` (prompt length alone), :class:`LogisticScorer`
+  (logistic regression on embeddings and cheap features) and :class:`KnnScorer`
+  (similarity-weighted vote of the nearest labelled prompts of that kind, plus a
+  prompt-length term on the logit scale).
 * :func:`parse_rating` / :func:`rating_score` — the router LLM's 0-10 rating,
   from its text or from the probabilities of each constrained choice.
 * :func:`hybrid_score` — embedding score, blended with the LLM rating only when
   the embedding score is unsure (inside the artifact's band).
 
-Which of kNN / logistic / centroid becomes the artifact's embedding scorer is
-decided by cross-validated APGR in :mod:`app.routing.calibrate`.
+Which expert serves each kind of traffic is decided by nested cross-validation
+in :mod:`app.routing.calibrate`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from scipy.special import expit
 from app.routing.text import FEATURE_NAMES
 
 WORDS = FEATURE_NAMES.index("log_words")
+CHARS = FEATURE_NAMES.index("log_chars")
 
 
 def sigmoid(x):
@@ -53,7 +56,7 @@ def centroid_score(emb: np.ndarray, complex_c: np.ndarray, simple_c: np.ndarray)
 
 
 class KnnScorer:
-    """score = sigmoid(logit(weighted kNN vote) + length_weight * z(log words)).
+    """raw = logit(weighted kNN vote) + length_weight * z(log words).
 
     Neighbours are weighted by ``exp(temperature * cosine)``, so closer prompts
     count more; labels are the calibration prompts' training labels.
@@ -79,36 +82,28 @@ class KnnScorer:
         self.length_mean = float(length_mean)
         self.length_std = float(length_std) or 1.0
 
-    def vote(self, emb: np.ndarray, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:
-        """Weighted share of complex neighbours; ``exclude_self`` drops exact self-matches (in-sample use)."""
+    def vote(self, emb: np.ndarray, chunk: int = 2048) -> np.ndarray:
+        """Similarity-weighted share of complex neighbours."""
         emb = np.atleast_2d(np.asarray(emb, dtype=np.float32))
         out = np.empty(len(emb))
         for s in range(0, len(emb), chunk):
             sim = emb[s : s + chunk] @ self.ref.T
-            if exclude_self:
-                sim[sim > 0.99999] = -np.inf
             k = self.k
             idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
             top = np.take_along_axis(sim, idx, 1)
             w = np.exp(self.temperature * (top - top.max(axis=1, keepdims=True)))
-            w[~np.isfinite(top)] = 0.0
             out[s : s + chunk] = (self.labels[idx] * w).sum(1) / np.maximum(w.sum(1), 1e-12)
         return out
 
     def length_z(self, feats: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(feats)[:, WORDS] - self.length_mean) / self.length_std
 
-    def score(self, emb: np.ndarray, feats: np.ndarray, exclude_self: bool = False) -> np.ndarray:
-        return sigmoid(logit(self.vote(emb, exclude_self)) + self.length_weight * self.length_z(feats))
-
-
-def blend_scores(knn: np.ndarray, logistic: np.ndarray, weight: float) -> np.ndarray:
-    """kNN and logistic scores combined on the logit scale."""
-    return sigmoid((1.0 - weight) * logit(knn) + weight * logit(logistic))
+    def raw(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        return logit(self.vote(emb)) + self.length_weight * self.length_z(feats)
 
 
 class LogisticScorer:
-    """Logistic regression on ``[embedding, features]``, standardised."""
+    """raw = the decision function of a logistic regression on ``[embedding, features]``, standardised."""
 
     def __init__(self, coef: np.ndarray, intercept: float, mean: np.ndarray, scale: np.ndarray):
         self.coef = np.asarray(coef, dtype=np.float64)
@@ -116,9 +111,27 @@ class LogisticScorer:
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
 
-    def score(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    def raw(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
         a = np.hstack([np.atleast_2d(emb), np.atleast_2d(feats)])
-        return sigmoid(((a - self.mean) / self.scale) @ self.coef + self.intercept)
+        return ((a - self.mean) / self.scale) @ self.coef + self.intercept
+
+
+class LengthScorer:
+    """raw = log(1 + characters): the prompt-length baseline's rule, as a model of its own (the simplest candidate)."""
+
+    def raw(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        return np.atleast_2d(feats)[:, CHARS].astype(np.float64)
+
+
+def platt(raw: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Platt scaling: a raw score to a probability, ``sigmoid(a * raw + b)``."""
+    return sigmoid(a * np.asarray(raw, dtype=np.float64) + b)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.atleast_2d(z)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 # --- Router LLM rating ---------------------------------------------------------

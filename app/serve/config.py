@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ray.serve.config import AutoscalingConfig
 
 from app.routing.artifact import Artifact
+from app.routing.controller import ControllerConfig
 from app.routing.embed import EmbedderConfig, model_id
 from app.routing.errors import describe
 
@@ -164,6 +165,9 @@ class AppConfig(Strict):
     router_llm: RouterLLMSpec | None = None
     tier1: EngineSpec
     tier2: EngineSpec
+    controller: ControllerConfig = Field(
+        ControllerConfig(), description="optional: hold a target tier-2 share on live traffic (off: the artifact's threshold)"
+    )
 
     @field_validator("artifact")
     @classmethod

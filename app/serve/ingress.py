@@ -102,7 +102,10 @@ class Ingress:
         with self._counted():
             d = await self.routing.decide(p.route_text(await self._body(request)), alone=self.active <= 1)
             model = self.tiers.model[d.tier]
-            return JSONResponse({"model": model, **d.model_dump()}, headers=p.decision_headers(d, model))
+            body = {"model": model, **d.model_dump()}
+            if (state := self.routing.controller_state()) is not None:
+                body["controller"] = state
+            return JSONResponse(body, headers=p.decision_headers(d, model))
 
     @api.get("/v1/models")
     async def models(self) -> dict:

@@ -20,6 +20,7 @@ from ray import serve
 from ray.serve.llm.openai_api_models import ChatCompletionRequest, ErrorResponse
 
 from app.routing.artifact import load_artifact
+from app.routing.controller import ShareController
 from app.routing.router import Decision, EmbeddingScores, Router
 from app.routing.scorers import RATING_CHOICES, parse_rating, rating_messages, rating_score
 from app.serve.config import AppConfig
@@ -60,12 +61,25 @@ class RoutingService:
     """Decisions for prompts: embedding scores (batched under load), the router LLM only inside the band.
 
     ``embed(texts)`` returns L2-normalised embeddings; ``rate(text)`` the LLM's rating in [0, 1], or is
-    None when no router LLM is configured. ``decide(..., threshold=)`` takes a per-decision threshold (a
-    live share controller's); None uses the artifact's.
+    None when no router LLM is configured. The threshold of a decision is, in order: the one passed to
+    ``decide(..., threshold=)``, the share controller's (``controller``, when the config enables one:
+    it sees every routed decision's score), the artifact's. The router-LLM band is centred on it.
     """
 
-    def __init__(self, router: Router, embed: Embed, rate: Rate | None, llm_timeout_s: float, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.0):
+    LOG_CONTROLLER_EVERY = 1000  # decisions between log lines of the share controller's state
+
+    def __init__(
+        self,
+        router: Router,
+        embed: Embed,
+        rate: Rate | None,
+        llm_timeout_s: float,
+        max_batch_size: int = 32,
+        batch_wait_timeout_s: float = 0.0,
+        controller: ShareController | None = None,
+    ):
         self.router = router
+        self.controller = controller
         self._embed = embed
         self.rate = rate
         self.llm_timeout_s = llm_timeout_s
@@ -75,7 +89,11 @@ class RoutingService:
 
     @property
     def threshold(self) -> float:
-        return self.router.threshold
+        """The threshold the next decision uses: the share controller's when it runs, else the artifact's."""
+        return self.controller.threshold if self.controller else self.router.threshold
+
+    def controller_state(self) -> dict | None:
+        return self.controller.state() if self.controller else None
 
     async def _scores(self, texts: list[str]) -> EmbeddingScores:
         return self.router.score_embeddings(await self._embed(texts), texts)
@@ -101,8 +119,10 @@ class RoutingService:
         """
         t0 = time.perf_counter()
         s = await self.scores(text, alone)
+        if threshold is None and self.controller is not None:
+            threshold = self.controller.threshold
         llm, fallback = None, None
-        if self.router.wants_llm(float(s.quantile[0])):
+        if self.router.wants_llm(float(s.quantile[0]), threshold):
             if self.rate is None:
                 fallback = "router LLM not configured"
             else:
@@ -113,7 +133,12 @@ class RoutingService:
                 except Exception:  # an LLM that is down must not fail the request
                     logger.exception("router LLM failed; the embedding score decides")
                     fallback = "router LLM failed"
-        return self.router.decide(s, llm, fallback, started=t0, threshold=threshold)
+        d = self.router.decide(s, llm, fallback, started=t0, threshold=threshold)
+        if self.controller is not None:
+            self.controller.observe(d.complexity_score)
+            if self.controller.decisions % self.LOG_CONTROLLER_EVERY == 0:
+                logger.info("share controller: %s", self.controller.state())
+        return d
 
 
 def routing_service(cfg: AppConfig, embedder=None, router_llm=None) -> RoutingService:
@@ -142,4 +167,5 @@ def routing_service(cfg: AppConfig, embedder=None, router_llm=None) -> RoutingSe
     spec = cfg.router_llm
     rate = RouterLLMRater(router_llm.chat_once, spec.model_id) if router_llm is not None and spec and spec.enabled else None
     e = cfg.embedder
-    return RoutingService(router, embed, rate, spec.timeout_s if spec else 0.0, e.max_batch_size, e.batch_wait_timeout_s)
+    controller = ShareController(cfg.controller, router.threshold) if cfg.controller.enabled else None
+    return RoutingService(router, embed, rate, spec.timeout_s if spec else 0.0, e.max_batch_size, e.batch_wait_timeout_s, controller)
