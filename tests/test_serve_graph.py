@@ -13,7 +13,10 @@ from common import free_port, local_args
 pytestmark = pytest.mark.serve
 
 SIMPLE = "What is the capital of France?"
-HARD = "Prove that the square root of 2 is irrational."
+# Clear cases for the shipped artifact: both lie outside the router-LLM band (check with
+# `tierroute route "..."`), so the random-weight router LLM cannot move them. If a rebuilt
+# artifact moves them, pick others that way, not by loosening the asserts.
+HARD = "Write a Python function that implements Dijkstra's algorithm with a binary heap and analyse its time complexity."
 
 
 @pytest.fixture(scope="module", params=["embedder co-located", "embedder deployment"])
