@@ -9,6 +9,7 @@ from app.routing.artifact import ArtifactError, load_artifact
 from app.routing.calibrate import (
     build_artifact,
     choose_expert,
+    fit_platt,
     fit_router,
     mix_weights,
     nested_cv,
@@ -86,6 +87,43 @@ def test_simpler_expert_kept_when_only_length_carries_signal(fake):
     assert choice.table[choice.chosen.name]["long APGR"] >= best - 0.1
     only_knn = choose_expert(p, np.arange(len(p.y)), 3, 0, family="knn")
     assert only_knn.chosen.family == "knn" and set(only_knn.table) == {c for c in only_knn.table if c.startswith("knn")}
+
+
+def test_fold_offsets_do_not_count_against_a_fitted_expert(fake, monkeypatch):
+    """A fitted expert that orders each fold's prompts exactly as length does, but with a different
+    intercept per fold, scores what length scores: selection ranks prompts within their fold."""
+    import app.routing.calibrate as cal
+
+    p = prepare(lengthy(), fake, progress=False)
+    real = cal.fit_candidate
+    offsets = iter(np.random.default_rng(0).normal(0, 100, 1000))
+
+    class Shifted:
+        def __init__(self, offset):
+            self.offset = offset
+
+        def raw(self, emb, feats):
+            return real(p, np.arange(len(p.y)), cal.candidates("length")[0]).raw(emb, feats) + self.offset
+
+    monkeypatch.setattr(cal, "fit_candidate", lambda p_, rows, c: real(p_, rows, c) if c.family == "length" else Shifted(next(offsets)))
+    choice = choose_expert(p, np.arange(len(p.y)), 3, 0)
+    length = choice.table["length"]["long APGR"]
+    assert length > 0.6
+    assert all(t["long APGR"] == pytest.approx(length) for t in choice.table.values())
+    assert choice.chosen.family == "length"  # equal figures: the simplest is kept
+
+
+def test_platt_scaling_never_inverts_an_expert():
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=400)
+    y = (rng.random(400) < 1 / (1 + np.exp(2 * raw))).astype(int)  # the expert is wrong way round on these rows
+    a, b = fit_platt(raw, y)
+    assert a > 0  # order kept: a higher raw score is never a lower probability
+    assert platt(raw, a, b).mean() == pytest.approx(y.mean(), abs=0.01)
+    a, b = fit_platt(raw, y, prior=0.15)
+    assert a > 0 and platt(raw, a, b).mean() == pytest.approx(0.15, abs=1e-6)
+    good = (rng.random(400) < 1 / (1 + np.exp(-2 * raw))).astype(int)
+    assert fit_platt(raw, good)[0] == pytest.approx(2, abs=0.6)  # a real signal is fitted as it is
 
 
 def test_nested_report_has_baselines_and_lift_interval(built):

@@ -70,11 +70,12 @@ from app.routing.text import feature_matrix
 CHAT = "chat"  # the kind of every label-only source
 KNN_GRID = [(k, b) for k in (30, 100, 300) for b in (0.25, 0.5)]
 KNN_TEMPERATURE = 10.0
-LOGISTIC_GRID = (0.01, 0.1)
+LOGISTIC_GRID = (0.003, 0.01, 0.1)
 GATE_C = 1.0
+MIN_PLATT_SLOPE = 0.01  # per standard deviation of the raw score
 LABEL_PRIOR = 0.15
 SELECTION_BOOT = 200  # bootstrap resamples for the standard error of a candidate's shortfall
-SELECTION_Z = 1.645  # a simpler candidate is kept unless it falls short by more than this many standard errors
+SELECTION_Z = 1.0  # the one-standard-error rule: a simpler candidate is kept unless it falls short by more than this many standard errors
 
 
 @dataclass(frozen=True)
@@ -231,16 +232,23 @@ class KindChoice:
 def choose_expert(p: Prepared, rows: np.ndarray, n_splits: int, seed: int, family: str | None = None) -> KindChoice:
     """Cross-validate every candidate on ``rows``; keep the simplest not clearly worse than the best."""
     splits = folds(p, rows, n_splits, seed)
-    oof = {}
+    fold = np.zeros(len(rows), dtype=int)
+    for i, (_, te) in enumerate(splits):
+        fold[te] = i
+    # Each fold's model has its own scale and intercept: pooling raw scores across folds
+    # mixes those shifts into the ranking (and penalises fitted models against the
+    # parameter-free length rule), so a source's prompts are ranked within their fold.
+    group = np.char.add(p.src[rows].astype(str), fold.astype(str))
+    oof, ranked = {}, {}
     for c in candidates(family):
         raw = np.zeros(len(rows))
         for tr, te in splits:
             raw[te] = fit_candidate(p, rows[tr], c).raw(p.emb[rows[te]], p.feats[rows[te]])
-        oof[c] = raw
-    table = {c.name: evaluate_scores(p, raw, rows) for c, raw in oof.items()}
+        oof[c], ranked[c] = raw, within_group_ranks(raw, group)
+    table = {c.name: evaluate_scores(p, r, rows) for c, r in ranked.items()}
     score = {c: np.nan_to_num(selection_score(table[c.name]), nan=-1.0) for c in oof}
     best = max(oof, key=score.get)
-    near = [c for c in oof if c is best or score[c] >= score[best] - SELECTION_Z * _shortfall_se(p, rows, oof[c], oof[best], seed)]
+    near = [c for c in oof if c is best or score[c] >= score[best] - SELECTION_Z * _shortfall_se(p, rows, ranked[c], ranked[best], seed)]
     chosen = min(near, key=lambda c: c.rank)
     return KindChoice(chosen, table, oof[chosen])
 
@@ -249,6 +257,9 @@ def fit_platt(raw: np.ndarray, y: np.ndarray, prior: float | None = None) -> tup
     """(a, b) of ``sigmoid(a * raw + b)`` fitted to ``y``; with ``prior``, b shifted so the mean is ``prior``."""
     m = LogisticRegression(C=1e4, max_iter=1000).fit(raw.reshape(-1, 1), y)
     a, b = float(m.coef_[0, 0]), float(m.intercept_[0])
+    if a <= 0:  # no signal on these rows: never let the scaling invert the expert's order
+        a, b = MIN_PLATT_SLOPE / float(raw.std() or 1.0), float(np.log(y.mean() / (1 - y.mean())) if 0 < y.mean() < 1 else 0.0)
+        b -= a * float(raw.mean())
     if prior is not None:
         b += brentq(lambda d: sigmoid(a * raw + b + d).mean() - prior, -30.0, 30.0)
     return a, b
