@@ -43,3 +43,11 @@ def real_embedder():
     from app.routing.embed import get_embedder
 
     return get_embedder()
+
+
+def openai_error(r, status: int) -> dict:
+    """The ``error`` object of an HTTP response that must be ``status`` in OpenAI's error shape."""
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    return err

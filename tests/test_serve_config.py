@@ -131,6 +131,7 @@ def test_one_builder_of_deployment_options_for_ingress_embedder_and_engines():
     assert engine == cfg.tier1.replica.deployment_options()
     assert engine["autoscaling_config"] == {**a, "initial_replicas": max(a["min_replicas"], 1)}
     assert engine["ray_actor_options"]["num_cpus"] == args["tier1"]["replica"]["num_cpus"]
+    assert engine["max_queued_requests"] == args["tier1"]["replica"]["max_queued_requests"] > 0  # bounded queue
     ingress = cfg.ingress.replica.deployment_options()
     assert ingress["max_ongoing_requests"] == args["ingress"]["replica"]["max_ongoing_requests"]
     assert ingress["autoscaling_config"]["max_replicas"] == args["ingress"]["replica"]["autoscaling"]["max_replicas"]
@@ -152,3 +153,16 @@ def test_llm_configs_for_cpu_and_gpu():
     assert gpu.placement_group_config["bundles"] == [{"CPU": 4.0, "GPU": 1.0}] * 4
     assert gpu.placement_group_config["strategy"] == "STRICT_PACK"
     assert gpu.callback_config.callback_class is SkipLocalDownload
+
+
+def test_a_missing_key_source_fails_the_build_naming_it(monkeypatch):
+    from app.serve.graph import ingress_app
+
+    monkeypatch.delenv("TIERROUTE_NO_SUCH_KEYS", raising=False)
+    args = app_args("local.yaml")
+    args["auth"] = {"keys_env": "TIERROUTE_NO_SUCH_KEYS"}
+    with pytest.raises(ValueError, match=r"auth.keys_env \(\$TIERROUTE_NO_SUCH_KEYS\): the environment variable is not set"):
+        ingress_app(AppConfig.model_validate(args), None, None)
+    args["auth"] = {"keys_file": "/nonexistent/keys.json"}
+    with pytest.raises(ValueError, match="auth.keys_file"):
+        ingress_app(AppConfig.model_validate(args), None, None)

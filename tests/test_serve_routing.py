@@ -40,7 +40,7 @@ def test_llm_rating_is_used_inside_the_band(router):
         return 1.0
 
     d = decide(router, rate)
-    assert d.llm_consulted and d.signals["llm"] == 1.0 and d.fallback is None
+    assert d.llm_consulted and d.signals["llm"] == 1.0 and d.llm_fallback is None
     assert d.complexity_score > d.signals["embedding"]
 
 
@@ -53,8 +53,8 @@ def test_slow_or_failing_llm_falls_back_to_embedding_without_echoing_the_error(r
 
     for rate, why in ((slow, "timed out after 0.2s"), (broken, "router LLM failed"), (None, "not configured")):
         d = decide(router, rate)
-        assert not d.llm_consulted and d.signals["llm"] is None and why in d.fallback
-        assert "10.0.0.7" not in d.fallback and "ConnectionError" not in d.fallback
+        assert not d.llm_consulted and d.signals["llm"] is None and why in d.llm_fallback
+        assert "10.0.0.7" not in d.llm_fallback and "ConnectionError" not in d.llm_fallback
         assert d.complexity_score == d.signals["embedding"]
 
 
@@ -67,7 +67,7 @@ def test_llm_not_asked_outside_the_band(router):
         return 0.5
 
     d = decide(router, rate, text=HARD)
-    assert calls == [] and not d.llm_consulted and d.fallback is None
+    assert calls == [] and not d.llm_consulted and d.llm_fallback is None
 
 
 def test_a_per_decision_threshold_overrides_the_artifacts(router):
@@ -108,3 +108,13 @@ def test_share_controller_sets_each_decisions_threshold_and_holds_the_share(rout
     # without a controller the threshold is the artifact's
     plain = service(router, None)
     assert plain.controller_state() is None and asyncio.run(plain.decide(texts[0])).threshold == router.threshold
+
+
+def test_failing_embedder_sends_requests_to_the_degraded_tier(router):
+    async def broken(texts):
+        raise TimeoutError("embedder at 10.0.0.7 did not answer")
+
+    for tier in (1, 2):
+        svc = RoutingService(router, broken, None, 0.2, degraded_tier=tier)
+        d = asyncio.run(svc.decide(HARD))
+        assert d.tier == tier and d.scorer == "degraded" and d.signals == {} and d.threshold == router.threshold

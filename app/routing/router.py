@@ -43,7 +43,7 @@ class Decision(BaseModel):
     kind: str | None = Field(None, description="the kind of traffic the prompt resembles most (the gate's choice)")
     signals: dict[str, float | None]
     llm_consulted: bool = False
-    fallback: str | None = Field(None, description="why the LLM rating was wanted but not used")
+    llm_fallback: str | None = Field(None, description="why the LLM rating was wanted but not used")
     router_latency_ms: float = 0.0
 
 
@@ -134,7 +134,7 @@ class Router:
         self,
         scores: EmbeddingScores,
         llm_score: float | None = None,
-        fallback: str | None = None,
+        llm_fallback: str | None = None,
         started: float | None = None,
         threshold: float | None = None,
     ) -> Decision:
@@ -161,7 +161,7 @@ class Router:
                 "traffic_quantile": float(scores.quantile[0]),
             },
             llm_consulted=consulted,
-            fallback=fallback,
+            llm_fallback=llm_fallback,
             router_latency_ms=(time.perf_counter() - started) * 1000 if started else 0.0,
         )
 

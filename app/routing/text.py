@@ -21,7 +21,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 MAX_CHARS = 4000
 
@@ -43,6 +43,13 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[Union[TextPart, OtherPart]], None] = None
+
+    @model_validator(mode="after")
+    def _content_where_required(self):
+        # OpenAI: only an assistant turn (with tool_calls or a refusal) may leave content out
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs 'content'")
+        return self
 
     def text(self) -> str:
         if self.content is None:

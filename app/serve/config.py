@@ -64,6 +64,9 @@ class Resources(Strict):
     num_cpus: float = Field(0.25, ge=0)
     num_gpus: float = Field(0, ge=0)
     max_ongoing_requests: int = Field(64, ge=1)
+    max_queued_requests: int = Field(
+        -1, ge=-1, description="requests a caller may queue for this deployment beyond max_ongoing_requests per replica; -1: no bound"
+    )
     autoscaling: Autoscaling = Autoscaling()
     access_log: bool = Field(True, description="Serve's per-request access log of this deployment")
 
@@ -73,6 +76,7 @@ class Resources(Strict):
             "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
             "logging_config": {"enable_access_log": self.access_log},
             "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
             "autoscaling_config": self.autoscaling.ray().model_dump(exclude_unset=True),
         }
 
@@ -132,6 +136,9 @@ class EmbedderSpec(Strict):
         description="run the model inside the ingress replica instead of its own deployment: one Serve hop "
         "fewer per request, for CPU-only machines; a GPU embedder wants its own deployment",
     )
+    timeout_s: float = Field(
+        5.0, gt=0, description="an Embedder deployment that has not answered by then counts as down: the request goes to ingress.degraded_tier"
+    )
     max_batch_size: int = Field(32, ge=1, le=256)
     batch_wait_timeout_s: float = Field(
         0.0, ge=0, description="how long a batch waits to fill; only under load (a request alone in the ingress is not batched)"
@@ -148,12 +155,85 @@ class EmbedderSpec(Strict):
 class IngressSpec(Strict):
     router_name: str = Field("auto", min_length=1, description="the 'model' value that asks for routing")
     max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_json_depth: int = Field(32, ge=4, le=1000, description="deepest nesting of arrays and objects a body may have")
+    max_messages: int = Field(512, ge=1, description="messages per chat request")
+    max_concurrent_requests: int = Field(
+        200, ge=1, description="requests one ingress replica works on at once; past it: 429 with Retry-After (keep below replica.max_ongoing_requests)"
+    )
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="deadline of a request (header x-tierroute-timeout may lower it); past it: 504 and the engine request is aborted"
+    )
+    retry_after_s: int = Field(2, ge=1, description="Retry-After of 429 and 503 answers")
+    degraded_tier: Literal[1, 2] = Field(1, description="where requests go when the embedder fails")
+    log_decisions: bool = Field(True, description="one JSON line per decision in the ingress log (logger tierroute.decisions)")
+    log_prompts: bool = Field(False, description="include the scored text in decision lines (off: no prompt text in logs)")
     grpc_calls: bool = Field(
         True,
         description="call the tiers, router LLM and embedder over Ray Serve's gRPC transport (by value) instead "
         "of Ray actor calls: about half the CPU and latency per hop",
     )
     replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=256)
+
+    @model_validator(mode="after")
+    def _own_limit_first(self):
+        if self.max_concurrent_requests >= self.replica.max_ongoing_requests:
+            raise ValueError(
+                "max_concurrent_requests must be below replica.max_ongoing_requests, so the ingress answers 429 "
+                "in OpenAI's shape before Serve queues or drops requests itself"
+            )
+        return self
+
+
+class FallbackSpec(Strict):
+    """What happens when a tier errors, times out, is overloaded or has no healthy replica."""
+
+    tier2_to_tier1: bool = Field(True, description="a failed tier-2 request is served by tier 1")
+    tier1_to_tier2: bool = Field(False, description="a failed tier-1 request is served by tier 2 (costs more)")
+    tier_timeout_s: float = Field(
+        60.0, gt=0, description="a tier that has not answered (a stream: sent its first chunk) by then counts as failed"
+    )
+
+
+class Price(Strict):
+    """Price of one tier per million tokens (any currency; used for cost and savings metrics)."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
+class MetricsSpec(Strict):
+    enabled: bool = Field(True, description="Prometheus metrics through ray.serve.metrics")
+    tier1_price: Price = Price(input_per_mtok=0.10, output_per_mtok=0.10)
+    tier2_price: Price = Price(input_per_mtok=0.90, output_per_mtok=0.90)
+
+
+class KeyLimits(Strict):
+    """Limits of one API key (per ingress replica: N replicas allow up to N times these)."""
+
+    requests_per_minute: int | None = Field(None, ge=1)
+    max_tier2_share: float | None = Field(
+        None, ge=0, le=1, description="past this share of its recent routed requests on tier 2, a key's requests go to tier 1"
+    )
+    tier2_window: int = Field(100, ge=10, description="recent routed requests the tier-2 share is measured over")
+
+
+class ApiKeySpec(KeyLimits):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
+    key: str = Field(min_length=16, repr=False)
+
+
+class AuthSpec(Strict):
+    """Optional API keys. Keys come from an environment variable and/or a file, never from this config."""
+
+    keys_env: str | None = Field(
+        None, description="environment variable holding a JSON list of {name, key, ...limits} or 'name:key,name:key'"
+    )
+    keys_file: str | None = Field(None, description="JSON file: a list of {name, key, requests_per_minute?, max_tier2_share?}")
+    default_limits: KeyLimits = Field(KeyLimits(), description="limits of keys that set none of their own")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keys_env or self.keys_file)
 
 
 class AppConfig(Strict):
@@ -165,6 +245,9 @@ class AppConfig(Strict):
     router_llm: RouterLLMSpec | None = None
     tier1: EngineSpec
     tier2: EngineSpec
+    fallback: FallbackSpec = FallbackSpec()
+    auth: AuthSpec = AuthSpec()
+    metrics: MetricsSpec = MetricsSpec()
     controller: ControllerConfig = Field(
         ControllerConfig(), description="optional: hold a target tier-2 share on live traffic (off: the artifact's threshold)"
     )

@@ -13,6 +13,7 @@ from ray import serve
 
 from app.routing.artifact import Artifact, load_artifact
 from app.routing.errors import describe
+from app.serve.auth import load_keys
 from app.serve.config import AppConfig, EmbedderSpec
 from app.serve.ingress import Ingress
 from app.serve.llm import llm_deployment
@@ -70,10 +71,15 @@ def embedder_deployment(cfg: AppConfig):
 def ingress_app(cfg: AppConfig, tier1, tier2, router_llm=None):
     """The ingress (and the Embedder deployment unless co-located) over the given tier deployments.
 
-    ``cfg`` comes from :func:`app_config`, so the embedder is the artifact's.
+    ``cfg`` comes from :func:`app_config`, so the embedder is the artifact's. API keys are read here
+    (a missing or invalid key source fails the build) and reach the replicas as digests only.
     """
+    try:
+        keys = [k.dump() for k in load_keys(cfg.auth)]
+    except ValueError as e:
+        raise ValueError(f"tierroute config: {e}") from None
     return Ingress.options(name="Ingress", **cfg.ingress.replica.deployment_options()).bind(
-        cfg.model_dump(mode="json"), embedder_deployment(cfg), tier1, tier2, router_llm
+        cfg.model_dump(mode="json"), embedder_deployment(cfg), tier1, tier2, router_llm, keys
     )
 
 

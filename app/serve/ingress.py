@@ -6,13 +6,16 @@
 
 * the protocol — what a request asks for, errors, SSE tagging: :mod:`app.serve.protocol` (no Ray);
 * the decision: :class:`app.serve.routing.RoutingService`;
-* the calls to the tier engines: :class:`app.serve.tiers.Tiers`.
+* the calls to the tier engines: :class:`app.serve.tiers.Tiers`; when one fails: :mod:`app.serve.fallback`;
+* input limits and the deadline: :mod:`app.serve.limits`; API keys and per-key limits: :mod:`app.serve.auth`;
+* Prometheus metrics: :mod:`app.serve.metrics`; one JSON line per decision: :mod:`app.serve.decision_log`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from contextlib import contextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -21,10 +24,17 @@ from ray.llm._internal.serve.core.ingress.utils import _sanitize_chat_completion
 from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
 from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest
 
+from app.serve import limits
 from app.serve import protocol as p
+from app.serve.auth import Key, KeyQuota, KeyRing
 from app.serve.config import AppConfig
+from app.serve.decision_log import log_decision
+from app.serve.fallback import Fallback, TierFailure, other_tier
+from app.serve.metrics import Metrics
 from app.serve.routing import routing_service
 from app.serve.tiers import Tiers
+
+logger = logging.getLogger("tierroute.ingress")
 
 api = FastAPI(title="tierroute", description="Complexity-based routing of OpenAI requests to model tiers.")
 p.install_error_handlers(api)
@@ -40,75 +50,194 @@ class TierrouteModelList(ModelList):
     data: list[TierrouteModelCard]
 
 
+def rejection_cause(e: p.APIError) -> str:
+    """The ``cause`` tag of a rejected request's metric."""
+    if e.code in ("rate_limit_exceeded", "overloaded"):
+        return {"rate_limit_exceeded": "rate_limited", "overloaded": "overloaded"}[e.code]
+    return {401: "unauthorized", 503: "unavailable", 504: "timeout", 500: "internal"}.get(e.status, "bad_request")
+
+
+def _log_to_serve() -> None:
+    """tierroute's loggers write where Serve's do (the replica's log file), at INFO."""
+    serve_logger, ours = logging.getLogger("ray.serve"), logging.getLogger("tierroute")
+    ours.setLevel(logging.INFO)
+    if serve_logger.handlers:
+        ours.handlers = list(serve_logger.handlers)
+        ours.propagate = False
+
+
 @serve.deployment
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, config: dict, embedder, tier1, tier2, router_llm=None):
+    def __init__(self, config: dict, embedder, tier1, tier2, router_llm=None, keys: list[dict] | None = None):
         self.cfg = AppConfig.model_validate(config)
+        _log_to_serve()
         if self.cfg.ingress.grpc_calls:  # by value over gRPC: no object refs are passed here
             embedder, tier1, tier2, router_llm = (
                 h.options(_by_reference=False) if h is not None else None for h in (embedder, tier1, tier2, router_llm)
             )
         self.routing = routing_service(self.cfg, embedder, router_llm)
         self.tiers = Tiers({1: (self.cfg.tier1.model_id, tier1), 2: (self.cfg.tier2.model_id, tier2)})
-        self.active = 0  # requests in this replica now: one alone skips the batch queue
+        loaded = [Key.load(k) for k in keys or []]
+        self.keys = KeyRing(loaded) if loaded else None
+        self.quotas = {k.name: KeyQuota(k.limits) for k in loaded}
+        self.metrics = Metrics(self.cfg.metrics)
+        self.active = 0  # requests in this replica now (a stream until its end): one alone skips the batch queue
 
-    @contextmanager
-    def _counted(self):
-        self.active += 1
-        try:
-            yield
-        finally:
-            self.active -= 1
+    # --- the steps of a request ----------------------------------------------
+    def _admit(self) -> None:
+        """The ingress's own bound: past ``max_concurrent_requests``, 429 with Retry-After."""
+        ing = self.cfg.ingress
+        if self.active > ing.max_concurrent_requests:  # this request is counted already
+            raise p.overloaded(f"the router is at its limit of {ing.max_concurrent_requests} concurrent requests; retry shortly", ing.retry_after_s)
+
+    def _key(self, request: Request) -> Key | None:
+        if self.keys is None:
+            return None
+        key = self.keys.authenticate(request.headers.get("authorization"))
+        self.quotas[key.name].admit()
+        return key
 
     async def _body(self, request: Request) -> dict:
-        return await p.read_json(request, self.cfg.ingress.max_body_bytes)
+        return await p.read_json(request, self.cfg.ingress.max_body_bytes, self.cfg.ingress.max_json_depth)
 
     def _target(self, data: dict) -> int | None:
         return p.target(data, self.cfg.ingress.router_name, self.tiers.by_model)
 
-    async def _forward(self, kind: str, req, text: str, target: int | None, request: Request) -> Response:
-        d = await self.routing.decide(text, alone=self.active <= 1) if target is None else p.bypass(target, self.routing.threshold)
-        model = self.tiers.model[d.tier]
-        req.model = model
-        routed, headers = p.routed_field(d, model), p.decision_headers(d, model)
+    async def _guarded(self, request: Request, handler, streams: bool = False) -> Response:
+        """Admission, key and deadline around ``handler(key, deadline_s, started)``; every error counted."""
+        started = time.monotonic()
+        self.active += 1
+        handed_off = False
+        try:
+            self._admit()
+            key = self._key(request)
+            deadline_s = limits.timeout_of(request.headers.get("x-tierroute-timeout"), self.cfg.ingress.request_timeout_s)
+            try:
+                resp = await asyncio.wait_for(handler(key, deadline_s, started), deadline_s)
+            except asyncio.TimeoutError:
+                raise p.timed_out(deadline_s) from None
+            handed_off = streams and isinstance(resp, StreamingResponse)
+            return resp
+        except p.APIError as e:
+            self.metrics.rejected(rejection_cause(e))
+            raise
+        except Exception:
+            self.metrics.rejected("internal")
+            raise
+        finally:
+            if not handed_off:  # a stream counts until it ends (see _stream)
+                self.active -= 1
+
+    async def _call(self, tier: int, kind: str, req, request: Request):
+        """One attempt on ``tier``: the body (unary) or (first chunks, the rest) (stream), and the latency."""
+        req.model = self.tiers.model[tier]
+        t0 = time.perf_counter()
+        timeout = self.cfg.fallback.tier_timeout_s
+        if req.stream:
+            out = await self.tiers.stream(tier, kind, req, request, timeout)
+        else:
+            out = await self.tiers.complete(tier, kind, req, request, timeout)
+        return out, (time.perf_counter() - t0) * 1000
+
+    def _tier_down(self, f: TierFailure) -> p.APIError:
+        wait = self.cfg.ingress.retry_after_s
+        if f.cause == "overloaded":
+            return p.overloaded("the model tiers are at their queue limits; retry shortly", wait)
+        return p.unavailable("no model tier can serve this request now; retry shortly", wait)
+
+    async def _decide(self, text: str, target: int | None, key: Key | None) -> p.Served:
+        if target is not None:
+            d = p.bypass(target, self.routing.threshold)
+            return p.Served(d, d.tier, self.tiers.model[d.tier], "bypass", key=key.name if key else None)
+        d = await self.routing.decide(text, alone=self.active <= 1)
+        reason, tier = ("degraded" if d.scorer == "degraded" else "routed"), d.tier
+        if key is not None and reason == "routed":
+            tier, capped = self.quotas[key.name].cap(tier)
+            reason = "over-cap" if capped else reason
+        return p.Served(d, tier, self.tiers.model[tier], reason, key=key.name if key else None)
+
+    async def _forward(self, kind: str, req, text: str, target: int | None, request: Request, key, deadline_s, started) -> Response:
+        rid = p.request_id(request)
+        served = await self._decide(text, target, key)
+        try:
+            out, tier_ms = await self._call(served.tier, kind, req, request)
+        except TierFailure as f:
+            alt = other_tier(served.tier, self.cfg.fallback)
+            if alt is None:
+                raise self._tier_down(f) from None
+            logger.warning("request %s: tier %s failed (%s); tier %s serves it", rid, served.tier, f.cause, alt)
+            served.fallback, served.reason = Fallback(served.tier, alt, f.cause), "fallback"
+            served.tier, served.model = alt, self.tiers.model[alt]
+            try:
+                out, tier_ms = await self._call(alt, kind, req, request)
+            except TierFailure as f2:
+                raise self._tier_down(f2) from None
+        headers = p.decision_headers(served)
+        text_logged = text if self.cfg.ingress.log_prompts else None
         if not req.stream:
-            body = (await self.tiers.complete(d.tier, kind, req, request)).model_dump(mode="json")
-            body["tierroute"] = routed
+            body = out.model_dump(mode="json")
+            body["tierroute"] = p.routed_field(served)
+            self._record(rid, served, tier_ms, body.get("usage"), text_logged)
             return JSONResponse(body, headers=headers)
-        first, rest = await self.tiers.stream(d.tier, kind, req, request)
-        return StreamingResponse(p.tag_sse(first, rest, routed), media_type="text/event-stream", headers=headers)
+        first, rest = out
+
+        def on_end(usage, error):
+            self.active -= 1
+            self._record(rid, served, tier_ms, usage, text_logged)
+
+        left = max(0.001, deadline_s - (time.monotonic() - started))
+        sse = p.tag_sse(first, rest, p.routed_field(served), rid, left, on_end)
+        return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
+
+    def _record(self, rid: str, served: p.Served, tier_ms, usage, text) -> None:
+        self.metrics.served(served, tier_ms, usage)
+        if self.cfg.ingress.log_decisions:
+            log_decision(rid, served, tier_ms, usage, text)
 
     # --- endpoints -----------------------------------------------------------
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
-        with self._counted():
+        async def handle(key, deadline_s, started):
             data = await self._body(request)
             target = self._target(data)
+            limits.check_messages(data.get("messages"), self.cfg.ingress.max_messages)
             text = p.messages_text(data.get("messages"))
+            limits.check_sampling(data, "chat")
             req = _sanitize_chat_completion_request(p.validate(ChatCompletionRequest, data))  # picklable content parts
-            return await self._forward("chat", req, text, target, request)
+            return await self._forward("chat", req, text, target, request, key, deadline_s, started)
+
+        return await self._guarded(request, handle, streams=True)
 
     @api.post("/v1/completions")
     async def completions(self, request: Request) -> Response:
-        with self._counted():
+        async def handle(key, deadline_s, started):
             data = await self._body(request)
             target = self._target(data)
             text = p.prompt_text_of(data.get("prompt"))
-            return await self._forward("completions", p.validate(CompletionRequest, data), text, target, request)
+            limits.check_sampling(data, "completions")
+            return await self._forward("completions", p.validate(CompletionRequest, data), text, target, request, key, deadline_s, started)
+
+        return await self._guarded(request, handle, streams=True)
 
     @api.post("/v1/route")
     async def route(self, request: Request) -> JSONResponse:
-        with self._counted():
-            d = await self.routing.decide(p.route_text(await self._body(request)), alone=self.active <= 1)
-            model = self.tiers.model[d.tier]
-            body = {"model": model, **d.model_dump()}
+        async def handle(key, deadline_s, started):
+            data = await self._body(request)
+            limits.check_messages(data.get("messages"), self.cfg.ingress.max_messages)
+            d = await self.routing.decide(p.route_text(data), alone=self.active <= 1)
+            served = p.Served(d, d.tier, self.tiers.model[d.tier], "degraded" if d.scorer == "degraded" else "routed", key=key.name if key else None)
+            body = {"model": served.model, "reason": served.reason, **d.model_dump()}
             if (state := self.routing.controller_state()) is not None:
                 body["controller"] = state
-            return JSONResponse(body, headers=p.decision_headers(d, model))
+            return JSONResponse(body, headers=p.decision_headers(served))
+
+        return await self._guarded(request, handle)
 
     @api.get("/v1/models")
-    async def models(self) -> dict:
+    async def models(self, request: Request) -> dict:
+        if self.keys is not None:
+            self.keys.authenticate(request.headers.get("authorization"))
         now = int(time.time())
         cards = [(self.cfg.ingress.router_name, {"routes_to": list(self.tiers.model.values())})]
         cards += [(mid, {"tier": t}) for t, mid in self.tiers.model.items()]

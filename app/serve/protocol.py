@@ -17,10 +17,12 @@ the exception's text into 500 responses.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +32,7 @@ from pydantic import ValidationError
 from app.routing.errors import first_error
 from app.routing.router import Decision
 from app.routing.text import Messages, prompt_text
+from app.serve.fallback import Fallback
 
 logger = logging.getLogger("tierroute.ingress")
 
@@ -37,13 +40,39 @@ logger = logging.getLogger("tierroute.ingress")
 class APIError(Exception):
     """An error answered in OpenAI's shape."""
 
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
     def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status)
+        headers = {"retry-after": str(self.retry_after)} if self.retry_after is not None else None
+        return JSONResponse(self.body(), status_code=self.status, headers=headers)
+
+
+def unavailable(message: str, retry_after: int, code: str = "service_unavailable") -> APIError:
+    """503: nothing can serve the request now; try again after ``retry_after`` seconds."""
+    return APIError(503, message, "server_error", code=code, retry_after=retry_after)
+
+
+def overloaded(message: str, retry_after: int) -> APIError:
+    """429: too many requests at once; try again after ``retry_after`` seconds."""
+    return APIError(429, message, "rate_limit_error", code="overloaded", retry_after=retry_after)
+
+
+def timed_out(seconds: float) -> APIError:
+    return APIError(504, f"the request did not finish within its deadline of {seconds:g}s", "timeout_error", code="timeout")
 
 
 def request_id(request: Request) -> str:
@@ -69,13 +98,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object; 413 past ``limit`` bytes, 400 when it is not a JSON object."""
+async def read_json(request: Request, limit: int, max_depth: int = 64) -> dict[str, Any]:
+    """The body as a JSON object; 413 past ``limit`` bytes, 400 when it is not a JSON object or nests too deep."""
     if int(request.headers.get("content-length") or 0) > limit:
         raise APIError(413, f"request body is larger than {limit} bytes", code="request_too_large")
     raw = await request.body()
     if len(raw) > limit:
         raise APIError(413, f"request body is larger than {limit} bytes", code="request_too_large")
+    check_depth(raw, max_depth)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -83,6 +113,28 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_json")
     return data
+
+
+def check_depth(raw: bytes, max_depth: int) -> None:
+    """400 when arrays and objects in ``raw`` nest deeper than ``max_depth`` (before parsing: a deep body
+    would exhaust the parser's recursion). Brackets inside strings do not count."""
+    depth, in_string, escaped = 0, False, False
+    for b in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:  # quote
+                in_string = False
+        elif b == 0x22:
+            in_string = True
+        elif b in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > max_depth:
+                raise APIError(400, f"request body nests arrays and objects deeper than {max_depth} levels", code="invalid_json")
+        elif b in (0x5D, 0x7D):
+            depth -= 1
 
 
 def target(data: dict[str, Any], router_name: str, by_model: dict[str, int]) -> int | None:
@@ -135,6 +187,13 @@ def validate(request_cls: type, data: dict[str, Any]):
     except ValidationError as e:
         loc, msg = first_error(e)
         raise APIError(400, f"{loc}: {msg}" if loc else msg, param=loc or None) from None
+    except Exception as e:
+        # vLLM's request models raise VLLMValidationError (a client error with the parameter's name)
+        # from their own validators, past pydantic; anything else is a server bug (500, logged)
+        if type(e).__name__ != "VLLMValidationError":
+            raise
+        param = getattr(e, "parameter", None)
+        raise APIError(400, str(e.args[0]) if e.args else "invalid request", param=param) from None
 
 
 def engine_error(status: int, message: str, type_: str, param: str | None, rid: str) -> APIError:
@@ -142,6 +201,8 @@ def engine_error(status: int, message: str, type_: str, param: str | None, rid: 
     if status >= 500:
         logger.error("request %s: engine error %s %s: %s", rid, status, type_, message)
         return internal_error(rid, "the model failed")
+    if "context length" in message:  # vLLM: "This model's maximum context length is ..." / "... exceeds model's maximum context length"
+        return APIError(status, message, type_, "messages", code="context_length_exceeded")
     return APIError(status, message, type_, param)
 
 
@@ -150,41 +211,110 @@ def bypass(tier: int, threshold: float) -> Decision:
     return Decision(tier=tier, complexity_score=0.0, confidence=1.0, threshold=threshold, scorer="bypass", signals={})
 
 
-def decision_headers(d: Decision, model: str) -> dict[str, str]:
+REASONS = ("routed", "bypass", "fallback", "degraded", "over-cap")
+
+
+@dataclass
+class Served:
+    """How a request was served: the router's decision and what the ingress made of it.
+
+    ``reason``: ``routed`` (by the decision), ``bypass`` (the request named a tier's model),
+    ``fallback`` (the decided tier failed; ``fallback`` says how), ``degraded`` (the embedder
+    failed: the configured tier), ``over-cap`` (the key's tier-2 cap sent it to tier 1).
+    """
+
+    decision: Decision
+    tier: int
+    model: str
+    reason: str
+    fallback: Fallback | None = None
+    key: str | None = None
+
+
+def decision_headers(s: Served) -> dict[str, str]:
+    h = {
+        "x-tierroute-tier": str(s.tier),
+        "x-tierroute-model": s.model,
+        "x-tierroute-reason": s.reason,
+        "x-tierroute-score": f"{s.decision.complexity_score:.4f}",
+        "x-tierroute-router-latency-ms": f"{s.decision.router_latency_ms:.2f}",
+    }
+    if s.fallback is not None:
+        h["x-tierroute-fallback"] = s.fallback.header()
+    return h
+
+
+def routed_field(s: Served) -> dict[str, Any]:
+    """The ``tierroute`` field added to a response body (or to the first chunk of a stream)."""
+    d = s.decision
     return {
-        "x-tierroute-tier": str(d.tier),
-        "x-tierroute-model": model,
-        "x-tierroute-score": f"{d.complexity_score:.4f}",
-        "x-tierroute-router-latency-ms": f"{d.router_latency_ms:.2f}",
+        "tier": s.tier,
+        "model": s.model,
+        "reason": s.reason,
+        "fallback": s.fallback.field() if s.fallback else None,
+        "decided_tier": d.tier,
+        **d.model_dump(exclude={"tier"}),
     }
 
 
-def routed_field(d: Decision, model: str) -> dict[str, Any]:
-    """The ``tierroute`` field added to a response body (or to the first chunk of a stream)."""
-    return {"tier": d.tier, "model": model, **d.model_dump(exclude={"tier"})}
-
-
-async def tag_sse(first: list, rest: AsyncIterator[list], routed: dict) -> AsyncIterator[str]:
+async def tag_sse(
+    first: list,
+    rest,
+    routed: dict,
+    rid: str,
+    deadline_s: float | None = None,
+    on_end: Callable[[dict | None, str | None], None] | None = None,
+) -> AsyncIterator[str]:
     """Relay an engine's SSE chunks (batches of ``data: ...`` strings or error objects).
 
     The first JSON chunk carries the routing field; the stream ends with exactly one ``data: [DONE]``.
+    A failure mid-stream, or the deadline passing (``deadline_s`` from now), ends it with an error
+    event in OpenAI's shape before ``[DONE]`` (never a silent cut); the engine request is cancelled.
+    ``on_end(usage, error_code)`` is called once at the end with the last usage seen.
     """
-    tagged = False
+    loop = asyncio.get_running_loop()
+    end = None if deadline_s is None else loop.time() + deadline_s
+    tagged, usage, failed = False, None, None
     batch = first
-    while True:
-        for chunk in batch:
-            if not isinstance(chunk, str):  # an ErrorResponse mid-stream
-                yield f"data: {json.dumps({'error': chunk.error.model_dump(mode='json')})}\n\n"
-                continue
-            if chunk.strip() == "data: [DONE]":
-                continue
-            if not tagged and chunk.startswith("data: {"):
-                obj = json.loads(chunk[len("data: "):])
-                obj["tierroute"] = routed
-                chunk, tagged = f"data: {json.dumps(obj)}\n\n", True
-            yield chunk
-        try:
-            batch = await rest.__anext__()
-        except StopAsyncIteration:
-            break
-    yield "data: [DONE]\n\n"
+    try:
+        while True:
+            for chunk in batch:
+                if not isinstance(chunk, str):  # an ErrorResponse mid-stream
+                    failed = "engine_error"
+                    logger.error("request %s: engine error mid-stream: %s", rid, chunk.error.message)
+                    yield _sse_error(internal_error(rid, "the model failed mid-stream"))
+                    continue
+                if chunk.strip() == "data: [DONE]":
+                    continue
+                if not tagged and chunk.startswith("data: {"):
+                    obj = json.loads(chunk[len("data: "):])
+                    obj["tierroute"] = routed
+                    chunk, tagged = f"data: {json.dumps(obj)}\n\n", True
+                if '"usage": {' in chunk or '"usage":{' in chunk:
+                    usage = json.loads(chunk[len("data: "):]).get("usage") or usage
+                yield chunk
+            try:
+                left = None if end is None else end - loop.time()
+                if left is not None and left <= 0:
+                    raise asyncio.TimeoutError
+                batch = await asyncio.wait_for(rest.__anext__(), left)
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                rest.cancel()
+                failed = "timeout"
+                yield _sse_error(timed_out(deadline_s or 0.0))
+                break
+            except Exception:
+                logger.exception("request %s: stream failed mid-way", rid)
+                failed = "stream_failed"
+                yield _sse_error(internal_error(rid, "the model failed mid-stream"))
+                break
+        yield "data: [DONE]\n\n"
+    finally:
+        if on_end is not None:
+            on_end(usage, failed)
+
+
+def _sse_error(e: APIError) -> str:
+    return f"data: {json.dumps(e.body())}\n\n"

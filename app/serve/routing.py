@@ -77,8 +77,10 @@ class RoutingService:
         max_batch_size: int = 32,
         batch_wait_timeout_s: float = 0.0,
         controller: ShareController | None = None,
+        degraded_tier: int = 1,
     ):
         self.router = router
+        self.degraded_tier = degraded_tier
         self.controller = controller
         self._embed = embed
         self.rate = rate
@@ -116,11 +118,19 @@ class RoutingService:
         """Score, and consult the router LLM only inside the uncertainty band.
 
         A rating that is late or fails falls back to the embedding score, and the decision says why.
+        An embedder that fails sends the request to ``degraded_tier`` (scorer ``degraded``).
         """
         t0 = time.perf_counter()
-        s = await self.scores(text, alone)
         if threshold is None and self.controller is not None:
             threshold = self.controller.threshold
+        try:
+            s = await self.scores(text, alone)
+        except Exception:
+            logger.exception("embedder failed; the request goes to tier %s", self.degraded_tier)
+            return Decision(
+                tier=self.degraded_tier, complexity_score=0.0, confidence=0.0, threshold=self.threshold if threshold is None else threshold,
+                scorer="degraded", signals={}, router_latency_ms=(time.perf_counter() - t0) * 1000,
+            )  # fmt: skip
         llm, fallback = None, None
         if self.router.wants_llm(float(s.quantile[0]), threshold):
             if self.rate is None:
@@ -159,13 +169,20 @@ def routing_service(cfg: AppConfig, embedder=None, router_llm=None) -> RoutingSe
             return model.encode(texts)
     else:
         router = Router(artifact)  # the Embedder deployment checks its model against the artifact
-        call = embedder.embed
+        call, timeout = embedder.embed, cfg.embedder.timeout_s
 
         async def embed(texts: list[str]) -> np.ndarray:
-            return await call.remote(texts)
+            resp = call.remote(texts)
+            try:
+                return await asyncio.wait_for(resp, timeout)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                resp.cancel()
+                raise
 
     spec = cfg.router_llm
     rate = RouterLLMRater(router_llm.chat_once, spec.model_id) if router_llm is not None and spec and spec.enabled else None
     e = cfg.embedder
     controller = ShareController(cfg.controller, router.threshold) if cfg.controller.enabled else None
-    return RoutingService(router, embed, rate, spec.timeout_s if spec else 0.0, e.max_batch_size, e.batch_wait_timeout_s, controller)
+    return RoutingService(
+        router, embed, rate, spec.timeout_s if spec else 0.0, e.max_batch_size, e.batch_wait_timeout_s, controller, cfg.ingress.degraded_tier
+    )

@@ -5,6 +5,11 @@ a streaming one opens the engine's stream. Either way the client's request
 headers go along as Ray Serve LLM's ``RawRequestInfo``, as Ray's own OpenAI
 ingress passes them. An engine's ``ErrorResponse`` becomes an error in OpenAI's
 shape with the engine's status.
+
+A tier that fails a request (a server error, no answer within the call's timeout, a full queue,
+no healthy replica) raises :class:`app.serve.fallback.TierFailure`: the ingress decides what
+happens next. A call that times out or whose request is cancelled is cancelled on the tier too
+(Serve cancels the replica's coroutine; vLLM aborts the engine request and frees its slot).
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import logging
 from collections import Counter
 
 from fastapi import Request
+from ray.exceptions import RayActorError
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.llm.openai_api_models import ErrorResponse
 
-from app.serve.protocol import engine_error, request_id
+from app.serve.fallback import TierFailure
+from app.serve.protocol import APIError, engine_error, request_id
 
 logger = logging.getLogger("tierroute.tiers")
 
@@ -36,24 +44,61 @@ class Tiers:
         self.forwarded: Counter[str] = Counter()  # requests sent to each tier model
 
     @staticmethod
-    def _raise_on_error(resp, request: Request) -> None:
-        if isinstance(resp, ErrorResponse):
+    def _raise_on_error(tier: int, resp, request: Request) -> None:
+        # Ray's ErrorResponse, or vLLM's own (an engine-side validation error, e.g. the context length)
+        if isinstance(resp, ErrorResponse) or (type(resp).__name__ == "ErrorResponse" and hasattr(resp, "error")):
             e = resp.error
-            raise engine_error(int(e.code), e.message, e.type, getattr(e, "param", None), request_id(request))
+            err = engine_error(int(e.code), e.message, e.type, getattr(e, "param", None), request_id(request))
+            if err.status >= 500:  # the tier's fault: another tier may serve it
+                raise TierFailure(tier, "error")
+            raise err
 
-    async def complete(self, tier: int, kind: str, req, request: Request):
+    async def _first(self, tier: int, call, request: Request, timeout_s: float):
+        """``call``'s first answer within ``timeout_s``; failures as TierFailure, the call cancelled on timeout."""
+        try:
+            return await asyncio.wait_for(call, timeout_s)
+        except asyncio.TimeoutError:
+            call.cancel()
+            raise TierFailure(tier, "timeout") from None
+        except asyncio.CancelledError:  # the request's deadline, or the client went away
+            call.cancel()
+            raise
+        except BackPressureError:
+            raise TierFailure(tier, "overloaded") from None
+        except (DeploymentUnavailableError, RayActorError):
+            logger.warning("request %s: tier %s unavailable", request_id(request), tier, exc_info=True)
+            raise TierFailure(tier, "unavailable") from None
+        except (APIError, TierFailure):
+            raise
+        except Exception:
+            logger.exception("request %s: tier %s failed", request_id(request), tier)
+            raise TierFailure(tier, "error") from None
+
+    async def complete(self, tier: int, kind: str, req, request: Request, timeout_s: float):
         """The engine's one response to a non-streaming request."""
         self.forwarded[self.model[tier]] += 1
-        resp = await self._unary[tier, kind].remote(req, RawRequestInfo.from_starlette_request(request))
-        self._raise_on_error(resp, request)
+        call = self._unary[tier, kind].remote(req, RawRequestInfo.from_starlette_request(request))
+        resp = await self._first(tier, call, request, timeout_s)
+        self._raise_on_error(tier, resp, request)
         return resp
 
-    async def stream(self, tier: int, kind: str, req, request: Request):
-        """(first batch of SSE chunks, the rest) of a streaming request; an error before the first chunk raises."""
+    async def stream(self, tier: int, kind: str, req, request: Request, timeout_s: float):
+        """(first batch of SSE chunks, the rest) of a streaming request; a failure before the first chunk raises."""
         self.forwarded[self.model[tier]] += 1
         gen = self._streams[tier, kind].remote(req, RawRequestInfo.from_starlette_request(request))
-        first = await gen.__anext__()
-        self._raise_on_error(first[0] if isinstance(first, list) and first else first, request)
+
+        class _Next:  # gen.__anext__() as a cancellable awaitable
+            def __await__(self):
+                return gen.__anext__().__await__()
+
+            def cancel(self):
+                gen.cancel()
+
+        try:
+            first = await self._first(tier, _Next(), request, timeout_s)
+        except StopAsyncIteration:
+            raise TierFailure(tier, "error") from None
+        self._raise_on_error(tier, first[0] if isinstance(first, list) and first else first, request)
         return first if isinstance(first, list) else [first], gen
 
     async def health(self, timeout_s: float = 5.0) -> dict[str, str]:

@@ -1,0 +1,50 @@
+"""Fallback between tiers, without Ray: which tier serves a request whose tier failed.
+
+A tier *fails* a request when its engine answers a server error, when it has not answered (a stream:
+sent its first chunk) within ``fallback.tier_timeout_s``, when its queue is full, or when it has no
+healthy replica (:class:`TierFailure`, raised by :mod:`app.serve.tiers`). A client error (4xx from
+the engine) is the request's fault and is answered as is. Each direction is configured on its own:
+tier 2 -> tier 1 on by default (cheaper, keeps answering), tier 1 -> tier 2 off (it costs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the config module imports Ray; this one does not
+    from app.serve.config import FallbackSpec
+
+CAUSES = ("error", "timeout", "overloaded", "unavailable")
+
+
+class TierFailure(Exception):
+    """A tier did not serve a request; ``cause`` is one of :data:`CAUSES` (details go to the log)."""
+
+    def __init__(self, tier: int, cause: str):
+        super().__init__(f"tier {tier}: {cause}")
+        self.tier, self.cause = tier, cause
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """What the response says when another tier served it."""
+
+    from_tier: int
+    to_tier: int
+    cause: str
+
+    def field(self) -> dict:
+        return {"from_tier": self.from_tier, "to_tier": self.to_tier, "cause": self.cause}
+
+    def header(self) -> str:
+        return f"tier{self.from_tier}->tier{self.to_tier}; cause={self.cause}"
+
+
+def other_tier(tier: int, spec: FallbackSpec) -> int | None:
+    """The tier that takes over from ``tier``, or None where that direction is off."""
+    if tier == 2 and spec.tier2_to_tier1:
+        return 1
+    if tier == 1 and spec.tier1_to_tier2:
+        return 2
+    return None

@@ -1,0 +1,83 @@
+"""Prometheus metrics of the ingress, through Ray Serve's metrics API (``ray.serve.metrics``).
+
+They are exported with Ray's own metrics (prefix ``ray_``; counters end in ``_total``, histograms
+in ``_bucket``/``_sum``/``_count``) and carry Serve's deployment, replica and application tags, so
+Ray's Prometheus service discovery and the Ray dashboard's Grafana see them. :data:`METRICS` is
+the one list of what is exported: ``dashboards/tierroute.json`` queries only these (a test checks).
+"""
+
+from __future__ import annotations
+
+from app.serve.config import MetricsSpec
+
+SCORE_BOUNDARIES = [round(0.05 * i, 2) for i in range(1, 20)]
+LATENCY_MS_BOUNDARIES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
+
+# name -> (type, description, tag keys, histogram boundaries)
+METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
+    "tierroute_requests": ("counter", "Requests served, by the tier that served them and why it did", ("tier", "reason"), None),
+    "tierroute_rejections": ("counter", "Requests answered with an error, by cause", ("cause",), None),
+    "tierroute_fallbacks": ("counter", "Requests another tier served because theirs failed", ("from_tier", "to_tier", "cause"), None),
+    "tierroute_complexity_score": ("histogram", "Complexity score of routed requests", ("kind",), SCORE_BOUNDARIES),
+    "tierroute_router_latency_ms": ("histogram", "Time to decide a request's tier (ms)", (), LATENCY_MS_BOUNDARIES),
+    "tierroute_tier_latency_ms": ("histogram", "Time a tier took to answer (a stream: its first chunk) (ms)", ("tier",), LATENCY_MS_BOUNDARIES),
+    "tierroute_router_llm": ("counter", "Router-LLM consultations and fallbacks to the embedding score", ("outcome",), None),
+    "tierroute_tokens": ("counter", "Tokens per tier, prompt (in) and completion (out)", ("tier", "direction"), None),
+    "tierroute_cost": ("counter", "Estimated cost of served requests, and of the same tokens all on tier 2", ("basis",), None),
+}
+
+
+class Metrics:
+    """The ingress's metrics; every method is a no-op when metrics are disabled."""
+
+    def __init__(self, spec: MetricsSpec):
+        self.spec = spec
+        self._m = {}
+        if not spec.enabled:
+            return
+        from ray.serve import metrics as m
+
+        for name, (kind, desc, tags, bounds) in METRICS.items():
+            if kind == "counter":
+                self._m[name] = m.Counter(name, description=desc, tag_keys=tags)
+            else:
+                self._m[name] = m.Histogram(name, description=desc, boundaries=bounds, tag_keys=tags)
+
+    def _inc(self, name: str, value: float = 1.0, **tags) -> None:
+        if name in self._m and value > 0:
+            self._m[name].inc(value, tags={k: str(v) for k, v in tags.items()})
+
+    def _observe(self, name: str, value: float, **tags) -> None:
+        if name in self._m:
+            self._m[name].observe(value, tags={k: str(v) for k, v in tags.items()})
+
+    def served(self, served, tier_latency_ms: float | None, usage: dict | None) -> None:
+        d = served.decision
+        self._inc("tierroute_requests", tier=served.tier, reason=served.reason)
+        if served.fallback is not None:
+            f = served.fallback
+            self._inc("tierroute_fallbacks", from_tier=f.from_tier, to_tier=f.to_tier, cause=f.cause)
+        if served.reason not in ("bypass", "degraded"):
+            self._observe("tierroute_complexity_score", d.complexity_score, kind=d.kind or "none")
+            self._observe("tierroute_router_latency_ms", d.router_latency_ms)
+            if d.llm_consulted:
+                self._inc("tierroute_router_llm", outcome="consulted")
+            elif d.llm_fallback:
+                self._inc("tierroute_router_llm", outcome="fallback")
+        if tier_latency_ms is not None:
+            self._observe("tierroute_tier_latency_ms", tier_latency_ms, tier=served.tier)
+        self.tokens(served.tier, usage)
+
+    def tokens(self, tier: int, usage: dict | None) -> None:
+        if not usage:
+            return
+        tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        self._inc("tierroute_tokens", tin, tier=tier, direction="in")
+        self._inc("tierroute_tokens", tout, tier=tier, direction="out")
+        price = self.spec.tier1_price if tier == 1 else self.spec.tier2_price
+        big = self.spec.tier2_price
+        self._inc("tierroute_cost", (tin * price.input_per_mtok + tout * price.output_per_mtok) / 1e6, basis="served")
+        self._inc("tierroute_cost", (tin * big.input_per_mtok + tout * big.output_per_mtok) / 1e6, basis="all_tier2")
+
+    def rejected(self, cause: str) -> None:
+        self._inc("tierroute_rejections", cause=cause)

@@ -1,0 +1,229 @@
+"""Operations pieces of the ingress without a cluster: input limits, API keys and per-key limits,
+fallback directions, decision log lines, and the Grafana dashboard against the exported metrics."""
+
+import json
+import logging
+import re
+
+import pytest
+from conftest import ROOT, openai_error
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from app.routing.router import Decision
+from app.serve import limits
+from app.serve import protocol as p
+from app.serve.auth import Key, KeyQuota, KeyRing, load_keys
+from app.serve.config import AuthSpec, FallbackSpec, IngressSpec, KeyLimits
+from app.serve.decision_log import decision_line, log_decision
+from app.serve.fallback import Fallback, other_tier
+from app.serve.metrics import METRICS
+
+USER = [{"role": "user", "content": "Solve x^2 = 4."}]
+SECRET_A, SECRET_B = "sk-team-a-0123456789abcdef", "sk-team-b-fedcba9876543210"
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = FastAPI()
+    p.install_error_handlers(app)
+
+    @app.post("/chat")
+    async def chat(request: Request):
+        data = await p.read_json(request, 1 << 20, max_depth=32)
+        limits.check_messages(data.get("messages"), 4)
+        limits.check_sampling(data, "chat")
+        return {"ok": True}
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_deep_nesting_is_a_400_not_a_500(client):
+    deep = '{"model": "auto", "messages": ' + "[" * 5000 + "]" * 5000 + "}"
+    err = openai_error(client.post("/chat", content=deep), 400)
+    assert "32 levels" in err["message"] and "Recursion" not in err["message"]
+    # brackets inside strings are text, not nesting
+    text = "[{" * 100
+    ok = client.post("/chat", json={"model": "auto", "messages": [{"role": "user", "content": text + '\\"]'}]})
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize(
+    "extra,param",
+    [
+        ({"stream": "yes"}, "stream"),
+        ({"stream": 1}, "stream"),
+        ({"temperature": -1}, "temperature"),
+        ({"temperature": "0.5"}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"n": 0}, "n"),
+        ({"n": 1000}, "n"),
+        ({"max_tokens": -5}, "max_tokens"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+        ({"top_logprobs": 50}, "top_logprobs"),
+        ({"logprobs": "yes"}, "logprobs"),
+    ],
+)
+def test_sampling_parameters_are_strict_and_in_range(client, extra, param):
+    err = openai_error(client.post("/chat", json={"model": "auto", "messages": USER, **extra}), 400)
+    assert err["param"] == param and err["message"].startswith(param)
+
+
+def test_valid_unusual_requests_pass(client):
+    for extra in ({"stream": True, "stream_options": {"include_usage": True}}, {"n": 2, "temperature": 0, "top_p": 1}, {"logprobs": True, "top_logprobs": 3}, {"seed": 7}):
+        r = client.post("/chat", json={"model": "auto", "messages": USER, **extra})
+        assert r.status_code == 200, (extra, r.text)
+    err = openai_error(client.post("/chat", json={"model": "auto", "messages": USER * 5}), 400)
+    assert err["param"] == "messages" and "at most 4" in err["message"]
+
+
+def test_completions_logprobs_are_an_integer():
+    limits.check_sampling({"logprobs": 2, "echo": False}, "completions")
+    with pytest.raises(p.APIError) as e:
+        limits.check_sampling({"logprobs": True}, "completions")
+    assert e.value.param == "logprobs"
+
+
+def test_timeout_header_may_lower_the_deadline_only():
+    assert limits.timeout_of(None, 30) == 30 and limits.timeout_of("2.5", 30) == 2.5 and limits.timeout_of("100", 30) == 30
+    for bad in ("0", "-1", "soon", "nan", "inf"):
+        with pytest.raises(p.APIError) as e:
+            limits.timeout_of(bad, 30)
+        assert e.value.status == 400 and e.value.param == "x-tierroute-timeout"
+
+
+def test_retry_after_goes_into_the_header():
+    r = p.overloaded("busy", 3).response()
+    assert r.status_code == 429 and r.headers["retry-after"] == "3"
+    assert json.loads(r.body)["error"]["code"] == "overloaded"
+    assert p.unavailable("down", 2).response().status_code == 503
+
+
+def test_ingress_limit_must_come_before_serves_own_queue():
+    with pytest.raises(ValueError, match="max_concurrent_requests"):
+        IngressSpec(max_concurrent_requests=300)
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+
+def test_keys_from_env_in_both_formats_and_from_a_file(tmp_path):
+    spec = AuthSpec(keys_env="TR_KEYS", default_limits=KeyLimits(requests_per_minute=60))
+    keys = load_keys(spec, {"TR_KEYS": f"team-a:{SECRET_A}, team-b:{SECRET_B}"})
+    assert [k.name for k in keys] == ["team-a", "team-b"] and all(k.limits.requests_per_minute == 60 for k in keys)
+    env = json.dumps([{"name": "team-a", "key": SECRET_A, "max_tier2_share": 0.2}])
+    (k,) = load_keys(spec, {"TR_KEYS": env})
+    assert k.limits.max_tier2_share == 0.2 and k.limits.requests_per_minute == 60  # own limit + the default
+    f = tmp_path / "keys.json"
+    f.write_text(json.dumps([{"name": "svc", "key": SECRET_B, "requests_per_minute": 5}]))
+    (k,) = load_keys(AuthSpec(keys_file=str(f)), {})
+    assert k.name == "svc" and k.limits.requests_per_minute == 5
+    # what replicas receive: the digest, never the key
+    assert SECRET_B not in json.dumps(k.dump()) and Key.load(k.dump()) == k
+    assert load_keys(AuthSpec(), {}) == []
+
+
+@pytest.mark.parametrize(
+    "env,match",
+    [
+        (None, "not set"),
+        ("team-a", "not 'name:key'"),
+        ("team-a:short", "at least 16"),
+        (f"a:{SECRET_A},a:{SECRET_B}", "unique"),
+        (f"a:{SECRET_A},b:{SECRET_A}", "twice"),
+        ('[{"name": "a"}]', "key"),
+    ],
+)
+def test_bad_key_sources_fail_naming_the_field_never_the_key(env, match):
+    with pytest.raises(ValueError, match=match) as e:
+        load_keys(AuthSpec(keys_env="TR_KEYS"), {} if env is None else {"TR_KEYS": env})
+    assert "auth" in str(e.value) and SECRET_A not in str(e.value) and "short" not in str(e.value).split(":")[-1]
+
+
+def test_authenticate():
+    ring = KeyRing(load_keys(AuthSpec(keys_env="K"), {"K": f"team-a:{SECRET_A},team-b:{SECRET_B}"}))
+    assert ring.authenticate(f"Bearer {SECRET_B}").name == "team-b"
+    assert ring.authenticate(f"bearer {SECRET_A}").name == "team-a"
+    for header in (None, "", SECRET_A, "Bearer ", f"Basic {SECRET_A}", f"Bearer {SECRET_A}x", f"Bearer {SECRET_A[:-1]}"):
+        with pytest.raises(p.APIError) as e:
+            ring.authenticate(header)
+        assert e.value.status == 401 and e.value.code == "invalid_api_key" and SECRET_A not in e.value.message
+
+
+def test_requests_per_minute_with_retry_after():
+    now = [0.0]
+    q = KeyQuota(KeyLimits(requests_per_minute=3), clock=lambda: now[0])
+    for t in (0, 10, 20):
+        now[0] = t
+        q.admit()
+    now[0] = 30
+    with pytest.raises(p.APIError) as e:
+        q.admit()
+    assert e.value.status == 429 and e.value.code == "rate_limit_exceeded" and e.value.retry_after == 30
+    now[0] = 60.5  # the first request left the window
+    q.admit()
+
+
+def test_tier2_cap_holds_a_key_that_only_sends_hard_prompts():
+    q = KeyQuota(KeyLimits(max_tier2_share=0.25, tier2_window=100))
+    got = [q.cap(2) for _ in range(400)]
+    share = sum(t == 2 for t, _ in got[100:]) / 300
+    assert abs(share - 0.25) <= 0.02 and got[0] == (2, False) and any(c for _, c in got)
+    assert all(t == 1 for t, c in got if c)
+    free = KeyQuota(KeyLimits())
+    assert all(free.cap(2) == (2, False) for _ in range(50))
+    none = KeyQuota(KeyLimits(max_tier2_share=0.0))
+    assert none.cap(2) == (1, True) and none.cap(1) == (1, False)
+
+
+# --- fallback and decision lines ------------------------------------------------------------
+
+
+def test_fallback_directions_are_configured_one_by_one():
+    assert other_tier(2, FallbackSpec()) == 1 and other_tier(1, FallbackSpec()) is None
+    both = FallbackSpec(tier1_to_tier2=True)
+    assert other_tier(1, both) == 2
+    assert other_tier(2, FallbackSpec(tier2_to_tier1=False)) is None
+
+
+def served(**kw):
+    d = Decision(tier=2, complexity_score=0.9, confidence=0.8, threshold=0.3, scorer="kinds", kind="chat", signals={"embedding": 0.9}, router_latency_ms=3.2)
+    return p.Served(d, 1, "small", "fallback", Fallback(2, 1, "timeout"), key="team-a", **kw)
+
+
+def test_decision_line_and_headers_say_how_a_request_was_served(caplog):
+    s = served()
+    line = json.loads(decision_line("r1", s, 12.5, {"prompt_tokens": 7, "completion_tokens": 3}))
+    assert line["request_id"] == "r1" and line["key"] == "team-a" and line["tier"] == 1 and line["decided_tier"] == 2
+    assert line["reason"] == "fallback" and line["fallback"] == {"from_tier": 2, "to_tier": 1, "cause": "timeout"}
+    assert line["prompt_tokens"] == 7 and line["tier_latency_ms"] == 12.5 and "prompt" not in line
+    assert json.loads(decision_line("r1", s, None, None, text="hello"))["prompt"] == "hello"
+    h = p.decision_headers(s)
+    assert h["x-tierroute-tier"] == "1" and h["x-tierroute-fallback"] == "tier2->tier1; cause=timeout" and h["x-tierroute-reason"] == "fallback"
+    f = p.routed_field(s)
+    assert f["tier"] == 1 and f["decided_tier"] == 2 and f["fallback"]["cause"] == "timeout"
+    with caplog.at_level(logging.INFO, logger="tierroute.decisions"):
+        log_decision("r2", s, 1.0, None)
+    assert json.loads(caplog.records[-1].getMessage())["request_id"] == "r2"
+
+
+# --- dashboard ------------------------------------------------------------------------------
+
+SUFFIX = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+
+
+def test_every_dashboard_query_names_an_exported_metric():
+    dash = json.loads((ROOT / "dashboards/tierroute.json").read_text())
+    panels = [q for row in dash["panels"] for q in [row, *row.get("panels", [])]]
+    exprs = [t["expr"] for panel in panels for t in panel.get("targets", [])]
+    assert len(exprs) >= 8
+    used = set()
+    for expr in exprs:
+        names = re.findall(r"\bray_(tierroute_[a-z_]+)", expr)
+        assert names, expr
+        for full in names:
+            base = next((full[: -len(s)] for m in METRICS.values() for s in SUFFIX[m[0]] if full.endswith(s) and full[: -len(s)] in METRICS), None)
+            assert base is not None, f"{full} is not exported (app/serve/metrics.py)"
+            assert any(full.endswith(s) for s in SUFFIX[METRICS[base][0]]), full
+            used.add(base)
+    assert used == set(METRICS), f"metrics with no panel: {set(METRICS) - used}"
