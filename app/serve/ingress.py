@@ -126,7 +126,7 @@ class Ingress:
             self.metrics.rejected("internal")
             raise
         finally:
-            if not handed_off:  # a stream counts until it ends (see _stream)
+            if not handed_off:  # a stream counts until it ends (on_end in _forward)
                 self.active -= 1
 
     async def _call(self, tier: int, kind: str, req, request: Request):

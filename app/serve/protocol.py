@@ -118,6 +118,8 @@ async def read_json(request: Request, limit: int, max_depth: int = 64) -> dict[s
 def check_depth(raw: bytes, max_depth: int) -> None:
     """400 when arrays and objects in ``raw`` nest deeper than ``max_depth`` (before parsing: a deep body
     would exhaust the parser's recursion). Brackets inside strings do not count."""
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:  # cannot nest deeper: skip the byte-by-byte scan
+        return
     depth, in_string, escaped = 0, False, False
     for b in raw:
         if in_string:
