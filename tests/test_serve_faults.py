@@ -252,6 +252,21 @@ def test_one_decision_line_per_request_without_prompt_or_key(graph):
 # --- faults (these kill replicas: keep them last) --------------------------------------------
 
 
+def test_router_llm_down_falls_back_to_the_embedding_score(graph):
+    client, _, _ = graph
+    rows = [json.loads(line)["prompt"] for line in open(os.path.join(os.path.dirname(__file__), "data", "chat_probe.jsonl"))]
+    unsure = next(p for p in rows if p.startswith("Maria puts $8,000"))  # inside the shipped artifact's band
+    for _ in range(3):  # a cold engine's first rating may miss router_llm.timeout_s
+        up = client.post("/v1/route", json={"prompt": unsure}, headers=auth()).json()
+        if up["llm_consulted"]:
+            break
+    assert up["llm_consulted"] and up["signals"]["llm"] is not None
+    assert len(kill_replicas("RouterLLM")) == 1
+    down = client.post("/v1/route", json={"prompt": unsure}, headers=auth()).json()
+    assert not down["llm_consulted"] and down["signals"]["llm"] is None and down["llm_fallback"].startswith("router LLM")
+    assert down["complexity_score"] == down["signals"]["embedding"]
+
+
 def test_tier2_down_falls_back_to_tier1_and_says_so(graph):
     client, args, _ = graph
     killed = kill_replicas("Tier2:")

@@ -44,7 +44,12 @@ class RouterLLMRater:
             logprobs=True, top_logprobs=len(RATING_CHOICES), structured_outputs={"choice": list(RATING_CHOICES)},
         )  # fmt: skip
         # An internal request: the client's headers (raw_request_info) belong to the tier call, not this one.
-        resp = await self._chat_once.remote(req, None)
+        call = self._chat_once.remote(req, None)
+        try:
+            resp = await call
+        except asyncio.CancelledError:  # timed out (see RoutingService.decide): do not leave it queued
+            call.cancel()
+            raise
         if isinstance(resp, ErrorResponse):
             raise RuntimeError(resp.error.message)
         choice = resp.choices[0]
