@@ -218,6 +218,43 @@ def test_fuzzed_requests_get_no_5xx_and_openai_shaped_errors(graph):
     assert report["problems"] == []
 
 
+def test_label_against_the_graph_resumes_after_being_killed_halfway(graph, tmp_path):
+    """tierroute label: both tiers by model id (bypassing routing) and tier 2 as the judge. The tiny
+    random-weight models answer junk: the pipeline, the constrained verdicts and the resume are checked."""
+    import signal
+    import subprocess
+    import sys
+
+    from app.routing.data import load_file
+    from app.routing.label import CHOICES
+
+    client, args, _ = graph
+    traffic = tmp_path / "traffic.jsonl"
+    traffic.write_text("".join(json.dumps({"prompt": f"Question {i}: what is {i} plus {i}?"}) + "\n" for i in range(6)))
+    out = tmp_path / "outcomes.jsonl"
+    cmd = [
+        sys.executable, "-m", "app.cli", "label", "--input", str(traffic), "--output", str(out), "--endpoint", str(client.base_url),
+        "--tier1", args["tier1"]["model_id"], "--tier2", args["tier2"]["model_id"], "--api-key-env", "TR_LABEL_KEY",
+        "--max-tokens", "8", "--concurrency", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "TR_LABEL_KEY": KEYS["main"]}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and not (out.exists() and out.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # halfway: no chance to clean up
+    proc.wait()
+    before = out.read_text().count("\n")
+    assert 2 <= before < 6, before
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{before} labelled already" in done.stderr and f"({before} done before, 0 failed" in done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6 and len({r["id"] for r in rows}) == 6
+    assert all(set(r["verdicts"]) <= set(CHOICES) and 0 <= r["weak"] <= 1 and r["tokens"]["judge"] > 0 for r in rows)
+    assert len(load_file(out)) == 6  # calibrate reads them
+
+
 # --- observability --------------------------------------------------------------------------
 
 
