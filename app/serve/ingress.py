@@ -147,15 +147,16 @@ class Ingress:
         return p.unavailable("no model tier can serve this request now; retry shortly", wait)
 
     async def _decide(self, text: str, target: int | None, key: Key | None) -> p.Served:
-        if target is not None:
+        if target is None:
+            d = await self.routing.decide(text, alone=self.active <= 1)
+        else:
             d = p.bypass(target, self.routing.threshold)
-            return p.Served(d, d.tier, self.tiers.model[d.tier], "bypass", key=key.name if key else None)
-        d = await self.routing.decide(text, alone=self.active <= 1)
-        reason, tier = ("degraded" if d.scorer == "degraded" else "routed"), d.tier
-        if key is not None and reason == "routed":
-            tier, capped = self.quotas[key.name].cap(tier)
-            reason = "over-cap" if capped else reason
-        return p.Served(d, tier, self.tiers.model[tier], reason, key=key.name if key else None)
+        served = p.Served.as_decided(d, self.tiers.model[d.tier], key.name if key else None)
+        if key is not None and served.reason == "routed":
+            tier, capped = self.quotas[key.name].cap(served.tier)
+            if capped:
+                served.tier, served.model, served.reason = tier, self.tiers.model[tier], "over-cap"
+        return served
 
     async def _forward(self, kind: str, req, text: str, target: int | None, request: Request, key, deadline_s, started) -> Response:
         rid = p.request_id(request)
@@ -226,7 +227,7 @@ class Ingress:
             data = await self._body(request)
             limits.check_messages(data.get("messages"), self.cfg.ingress.max_messages)
             d = await self.routing.decide(p.route_text(data), alone=self.active <= 1)
-            served = p.Served(d, d.tier, self.tiers.model[d.tier], "degraded" if d.scorer == "degraded" else "routed", key=key.name if key else None)
+            served = p.Served.as_decided(d, self.tiers.model[d.tier], key.name if key else None)
             body = {"model": served.model, "reason": served.reason, **d.model_dump()}
             if (state := self.routing.controller_state()) is not None:
                 body["controller"] = state

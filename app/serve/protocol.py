@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from app.routing.errors import first_error
 from app.routing.router import Decision
 from app.routing.text import Messages, prompt_text
+from app.serve.calls import within
 from app.serve.fallback import Fallback
 
 logger = logging.getLogger("tierroute.ingress")
@@ -213,9 +214,6 @@ def bypass(tier: int, threshold: float) -> Decision:
     return Decision(tier=tier, complexity_score=0.0, confidence=1.0, threshold=threshold, scorer="bypass", signals={})
 
 
-REASONS = ("routed", "bypass", "fallback", "degraded", "over-cap")
-
-
 @dataclass
 class Served:
     """How a request was served: the router's decision and what the ingress made of it.
@@ -231,6 +229,11 @@ class Served:
     reason: str
     fallback: Fallback | None = None
     key: str | None = None
+
+    @classmethod
+    def as_decided(cls, d: Decision, model: str, key: str | None = None) -> "Served":
+        """Served by the tier ``d`` names: reason ``bypass`` or ``degraded`` where its scorer says so, else ``routed``."""
+        return cls(d, d.tier, model, d.scorer if d.scorer in ("bypass", "degraded") else "routed", key=key)
 
 
 def decision_headers(s: Served) -> dict[str, str]:
@@ -296,14 +299,11 @@ async def tag_sse(
                     usage = json.loads(chunk[len("data: "):]).get("usage") or usage
                 yield chunk
             try:
-                left = None if end is None else end - loop.time()
-                if left is not None and left <= 0:
-                    raise asyncio.TimeoutError
-                batch = await asyncio.wait_for(rest.__anext__(), left)
+                left = None if end is None else max(0.0, end - loop.time())
+                batch = await within(rest.__anext__(), left, lambda: rest.cancel())  # cancelled on the tier when given up on
             except StopAsyncIteration:
                 break
             except asyncio.TimeoutError:
-                rest.cancel()
                 failed = "timeout"
                 yield _sse_error(timed_out(deadline_s or 0.0))
                 break

@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 from ray import serve
-from ray.serve.llm.openai_api_models import ChatCompletionRequest, ErrorResponse
+from ray.serve.llm.openai_api_models import ChatCompletionRequest
+from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # the engine's; Ray Serve LLM's subclasses it
 
 from app.routing.artifact import load_artifact
 from app.routing.controller import ShareController
 from app.routing.router import Decision, EmbeddingScores, Router
 from app.routing.scorers import RATING_CHOICES, parse_rating, rating_messages, rating_score
+from app.serve.calls import within
 from app.serve.config import AppConfig
 
 logger = logging.getLogger("tierroute.routing")
@@ -44,12 +46,8 @@ class RouterLLMRater:
             logprobs=True, top_logprobs=len(RATING_CHOICES), structured_outputs={"choice": list(RATING_CHOICES)},
         )  # fmt: skip
         # An internal request: the client's headers (raw_request_info) belong to the tier call, not this one.
-        call = self._chat_once.remote(req, None)
-        try:
-            resp = await call
-        except asyncio.CancelledError:  # timed out (see RoutingService.decide): do not leave it queued
-            call.cancel()
-            raise
+        # bounded by RoutingService.decide: a rating given up on is cancelled, not left queued
+        resp = await within(self._chat_once.remote(req, None), None)
         if isinstance(resp, ErrorResponse):
             raise RuntimeError(resp.error.message)
         choice = resp.choices[0]
@@ -126,14 +124,14 @@ class RoutingService:
         An embedder that fails sends the request to ``degraded_tier`` (scorer ``degraded``).
         """
         t0 = time.perf_counter()
-        if threshold is None and self.controller is not None:
-            threshold = self.controller.threshold
+        if threshold is None:
+            threshold = self.threshold
         try:
             s = await self.scores(text, alone)
         except Exception:
             logger.exception("embedder failed; the request goes to tier %s", self.degraded_tier)
             return Decision(
-                tier=self.degraded_tier, complexity_score=0.0, confidence=0.0, threshold=self.threshold if threshold is None else threshold,
+                tier=self.degraded_tier, complexity_score=0.0, confidence=0.0, threshold=threshold,
                 scorer="degraded", signals={}, router_latency_ms=(time.perf_counter() - t0) * 1000,
             )  # fmt: skip
         llm, fallback = None, None
@@ -177,12 +175,7 @@ def routing_service(cfg: AppConfig, embedder=None, router_llm=None) -> RoutingSe
         call, timeout = embedder.embed, cfg.embedder.timeout_s
 
         async def embed(texts: list[str]) -> np.ndarray:
-            resp = call.remote(texts)
-            try:
-                return await asyncio.wait_for(resp, timeout)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                resp.cancel()
-                raise
+            return await within(call.remote(texts), timeout)
 
     spec = cfg.router_llm
     rate = RouterLLMRater(router_llm.chat_once, spec.model_id) if router_llm is not None and spec and spec.enabled else None

@@ -22,10 +22,11 @@ from fastapi import Request
 from ray.exceptions import RayActorError
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
-from ray.serve.llm.openai_api_models import ErrorResponse
+from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # the engine's; Ray Serve LLM's subclasses it
 
+from app.serve.calls import within
 from app.serve.fallback import TierFailure
-from app.serve.protocol import APIError, engine_error, request_id
+from app.serve.protocol import engine_error, request_id
 
 logger = logging.getLogger("tierroute.tiers")
 
@@ -45,31 +46,26 @@ class Tiers:
 
     @staticmethod
     def _raise_on_error(tier: int, resp, request: Request) -> None:
-        # Ray's ErrorResponse, or vLLM's own (an engine-side validation error, e.g. the context length)
-        if isinstance(resp, ErrorResponse) or (type(resp).__name__ == "ErrorResponse" and hasattr(resp, "error")):
+        # Ray Serve LLM's ErrorResponse or vLLM's own (an engine-side validation error, e.g. the context length)
+        if isinstance(resp, ErrorResponse):
             e = resp.error
             err = engine_error(int(e.code), e.message, e.type, getattr(e, "param", None), request_id(request))
             if err.status >= 500:  # the tier's fault: another tier may serve it
                 raise TierFailure(tier, "error")
             raise err
 
-    async def _first(self, tier: int, call, request: Request, timeout_s: float):
-        """``call``'s first answer within ``timeout_s``; failures as TierFailure, the call cancelled on timeout."""
+    async def _first(self, tier: int, call, request: Request, timeout_s: float, cancel=None):
+        """``call``'s first answer within ``timeout_s``; failures as TierFailure. A call given up on (its
+        timeout, the request's deadline, the client gone) is cancelled on the tier (:func:`within`)."""
         try:
-            return await asyncio.wait_for(call, timeout_s)
+            return await within(call, timeout_s, cancel)
         except asyncio.TimeoutError:
-            call.cancel()
             raise TierFailure(tier, "timeout") from None
-        except asyncio.CancelledError:  # the request's deadline, or the client went away
-            call.cancel()
-            raise
         except BackPressureError:
             raise TierFailure(tier, "overloaded") from None
         except (DeploymentUnavailableError, RayActorError):
             logger.warning("request %s: tier %s unavailable", request_id(request), tier, exc_info=True)
             raise TierFailure(tier, "unavailable") from None
-        except (APIError, TierFailure):
-            raise
         except Exception:
             logger.exception("request %s: tier %s failed", request_id(request), tier)
             raise TierFailure(tier, "error") from None
@@ -86,16 +82,8 @@ class Tiers:
         """(first batch of SSE chunks, the rest) of a streaming request; a failure before the first chunk raises."""
         self.forwarded[self.model[tier]] += 1
         gen = self._streams[tier, kind].remote(req, RawRequestInfo.from_starlette_request(request))
-
-        class _Next:  # gen.__anext__() as a cancellable awaitable
-            def __await__(self):
-                return gen.__anext__().__await__()
-
-            def cancel(self):
-                gen.cancel()
-
         try:
-            first = await self._first(tier, _Next(), request, timeout_s)
+            first = await self._first(tier, gen.__anext__(), request, timeout_s, gen.cancel)
         except StopAsyncIteration:
             raise TierFailure(tier, "error") from None
         self._raise_on_error(tier, first[0] if isinstance(first, list) and first else first, request)
