@@ -17,7 +17,8 @@ from app.serve.auth import Key, KeyQuota, KeyRing, load_keys
 from app.serve.config import AuthSpec, FallbackSpec, IngressSpec, KeyLimits
 from app.serve.decision_log import decision_line, log_decision
 from app.serve.fallback import Fallback, other_tier
-from app.serve.metrics import METRICS
+from app.serve.config import MetricsSpec
+from app.serve.metrics import METRICS, Metrics
 
 USER = [{"role": "user", "content": "Solve x^2 = 4."}]
 SECRET_A, SECRET_B = "sk-team-a-0123456789abcdef", "sk-team-b-fedcba9876543210"
@@ -227,3 +228,24 @@ def test_every_dashboard_query_names_an_exported_metric():
             assert any(full.endswith(s) for s in SUFFIX[METRICS[base][0]]), full
             used.add(base)
     assert used == set(METRICS), f"metrics with no panel: {set(METRICS) - used}"
+
+
+def test_only_scored_decisions_feed_the_score_histogram():
+    """A bypass that fell back to the other tier was never scored: its 0 must not enter the histogram."""
+
+    class Rec:
+        def __init__(self):
+            self.seen = []
+
+        def inc(self, value, tags):
+            self.seen.append((value, tags))
+
+        observe = inc
+
+    m = Metrics(MetricsSpec(enabled=False))
+    m._m = {name: Rec() for name in METRICS}
+    m.served(served(), 5.0, None)  # a scored decision that fell back
+    bypassed = p.Served(p.bypass(2, 0.3), 1, "small", "fallback", Fallback(2, 1, "error"))
+    m.served(bypassed, 5.0, None)
+    assert [v for v, _ in m._m["tierroute_complexity_score"].seen] == [0.9]
+    assert len(m._m["tierroute_requests"].seen) == 2 and len(m._m["tierroute_fallbacks"].seen) == 2

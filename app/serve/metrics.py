@@ -57,7 +57,7 @@ class Metrics:
         if served.fallback is not None:
             f = served.fallback
             self._inc("tierroute_fallbacks", from_tier=f.from_tier, to_tier=f.to_tier, cause=f.cause)
-        if served.reason not in ("bypass", "degraded"):
+        if d.scorer not in ("bypass", "degraded"):  # a scored decision (also when another tier then served it)
             self._observe("tierroute_complexity_score", d.complexity_score, kind=d.kind or "none")
             self._observe("tierroute_router_latency_ms", d.router_latency_ms)
             if d.llm_consulted:
