@@ -65,15 +65,31 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--strong-col", help="column of the strong model's outcome")
     c.add_argument("--folds", type=int, default=5, help="outer folds of the nested cross-validation (inner: one fewer)")
     c.add_argument("--seed", type=int, default=0)
+    h = c.add_argument_group(
+        "router-LLM hybrid",
+        "rate prompts with outcomes through --endpoint with the serving prompt and fit the band, the LLM's weight and "
+        "centre by cross-validated APGR (weight 0 when the ratings add nothing); without --router-llm the artifact "
+        "keeps unfitted defaults and says so",
+    )
+    h.add_argument("--router-llm", metavar="MODEL_ID", help="the router LLM's model id at --endpoint")
+    h.add_argument("--endpoint", help="OpenAI-compatible base URL serving --router-llm (e.g. vllm serve, or a tierroute tier)")
+    h.add_argument("--router-llm-limit", type=int, default=600, help="rate at most this many prompts with outcomes, each source alike (default 600)")
+    h.add_argument("--rating-cache", help="JSONL cache of ratings (default: <output>.ratings.jsonl); reruns ask only for what is missing")
+    h.add_argument("--api-key-env", help="environment variable holding the endpoint's API key")
+    h.add_argument("--concurrency", type=int, default=4, help="concurrent rating requests")
 
     e = sub.add_parser(
         "evaluate",
         help="APGR / CPT of the router vs. random and prompt-length baselines, with a plot",
         description="Route labelled prompts with an artifact; report APGR, CPT(50%%), CPT(80%%) per source beside the "
         "random and prompt-length baselines, the tier split, quality and cost at the artifact's threshold, "
-        "and write one PNG of quality vs. tier-2 calls per source.",
+        "and write one PNG of quality vs. tier-2 calls per source. Or, with --outcomes, the router's quality in "
+        "production from shadow-evaluation logs: the share of tier-1 answers judged as good as tier 2's, and of "
+        "tier-2 requests tier 1 would have served.",
     )
-    e.add_argument("--data", nargs="+", required=True, help="labelled data with weak/strong outcomes")
+    what = e.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", nargs="+", help="labelled data with weak/strong outcomes")
+    what.add_argument("--outcomes", nargs="+", metavar="LOG", help="shadow outcome logs (JSONL files, or a directory of them)")
     artifact_arg(e)
     e.add_argument("--plot-dir", default="eval-plots", help="folder for the PNG plots (default ./eval-plots)")
     e.add_argument("--cost-tier1", type=float, default=1.0, help="relative cost of one tier-1 request")
@@ -165,6 +181,11 @@ def cmd_calibrate(args) -> int:
     if args.folds < 3:
         raise ValueError(f"--folds must be at least 3 (nested: the inner cross-validation uses one fewer), got {args.folds}")
     traffic = read_requests(args.traffic)[1] if args.traffic else None  # fail on a bad file before the long part
+    if bool(args.router_llm) != bool(args.endpoint):
+        raise ValueError("--router-llm and --endpoint go together")
+    if args.router_llm_limit < 50:
+        raise ValueError(f"--router-llm-limit must be at least 50, got {args.router_llm_limit}")
+    key = _api_key(args.api_key_env)
     ds = _load_data(args.data, _pair(args))
     for path in args.exemplars:
         ds = ds.extend(load_file(path))
@@ -178,6 +199,8 @@ def cmd_calibrate(args) -> int:
         scores = Router(art, embedder).score_texts(traffic, progress=True).score
         share = 0.15 if args.tier2_share is None else args.tier2_share
         art = set_operating_point(art, scores, share, f"{args.traffic} (sha256 {sha256_file(Path(args.traffic))[:16]})")
+    if args.router_llm:
+        art = _fit_hybrid(args, art, prepared, evaluation.oof, key)
     art.save(args.output)
     print(format_choices(fit.choices))
     print("\nnested cross-validation (selection and calibration inside the folds) per source:")
@@ -192,13 +215,74 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _api_key(env: str | None) -> str | None:
+    if not env:
+        return None
+    key = os.environ.get(env)
+    if not key:
+        raise ValueError(f"--api-key-env {env}: the environment variable is not set")
+    return key
+
+
+def _fit_hybrid(args, art, prepared, oof, key):
+    """The artifact with its router-LLM hybrid fitted on ratings of its outcome rows (``calibrate --router-llm``)."""
+    import asyncio
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from app.routing.hybrid import fit_hybrid, format_fit, sample_rows
+    from app.routing.ratings import RatingCache, rate_texts
+
+    rows = sample_rows(prepared, args.router_llm_limit, args.seed)
+    if len(rows) == 0:
+        raise ValueError("--router-llm needs calibration data with weak/strong outcomes")
+    texts = [prepared.texts[i] for i in rows]
+    cache = RatingCache(args.rating_cache or f"{args.output}.ratings.jsonl")
+    with tqdm(total=len(texts), desc=f"rating with {args.router_llm}", unit="prompt") as bar:
+        bar.update(sum(cache.get(args.router_llm, t) is not None for t in texts))
+        ratings, report = asyncio.run(
+            rate_texts(texts, args.router_llm, args.endpoint, cache, key, args.concurrency, progress=bar)
+        )
+    for f in report.failures:
+        print(f"rating failed: {f}", file=sys.stderr)
+    ok = np.array([r is not None for r in ratings])
+    print(f"ratings: {report.cached} cached, {report.rated} new, {report.failed} failed (cache {cache.path})", file=sys.stderr)
+    if ok.mean() < 0.9:
+        raise ValueError(f"--router-llm {args.router_llm}: {report.failed} of {len(texts)} ratings failed; rerun to retry them")
+    rows, r = rows[ok], np.array([x for x in ratings if x is not None])
+    hybrid = fit_hybrid(
+        prepared, rows, oof[rows], art.quantile_of(oof[rows]), r, float(art.quantile_of(art.threshold)),
+        args.router_llm, args.folds, args.seed,
+    )  # fmt: skip
+    print(format_fit(hybrid))
+    return art.model_copy(update={"hybrid": hybrid})
+
+
 def cmd_evaluate(args) -> int:
     from app.routing.evaluate import evaluate, format_report
     from app.routing.router import Router
 
+    if args.outcomes:
+        return _evaluate_outcomes(args)
+
     ds = _load_data(args.data, _pair(args))
     report = evaluate(Router.load(args.artifact), ds, args.cost_tier1, args.cost_tier2, plot_dir=args.plot_dir)
     print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def _evaluate_outcomes(args) -> int:
+    from app.routing.outcomes import format_outcomes, read_outcomes, summarize_outcomes
+
+    rows, skipped = read_outcomes(args.outcomes)
+    if not rows:
+        raise ValueError(f"--outcomes: no shadow outcome rows ({skipped} lines that are not)")
+    report = summarize_outcomes(rows)
+    report["skipped_lines"] = skipped
+    print(format_outcomes(report) + (f"\n({skipped} lines skipped: not shadow outcomes)" if skipped else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0
@@ -240,11 +324,7 @@ def cmd_label(args) -> int:
         raise ValueError(f"--input {args.input}: no such file")
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be >= 1")
-    key = None
-    if args.api_key_env:
-        key = os.environ.get(args.api_key_env)
-        if not key:
-            raise ValueError(f"--api-key-env {args.api_key_env}: the environment variable is not set")
+    key = _api_key(args.api_key_env)
     cfg = LabelConfig(
         endpoint=args.endpoint, tier1_model=args.tier1, tier2_model=args.tier2, judge_model=args.judge, api_key=key,
         max_tokens=args.max_tokens, concurrency=args.concurrency, tier1_price=args.tier1_price, tier2_price=args.tier2_price,

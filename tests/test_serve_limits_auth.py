@@ -210,7 +210,7 @@ def test_decision_line_and_headers_say_how_a_request_was_served(caplog):
 
 # --- dashboard ------------------------------------------------------------------------------
 
-SUFFIX = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+SUFFIX = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
 def test_every_dashboard_query_names_an_exported_metric():
@@ -223,7 +223,7 @@ def test_every_dashboard_query_names_an_exported_metric():
         names = re.findall(r"\bray_(tierroute_[a-z_]+)", expr)
         assert names, expr
         for full in names:
-            base = next((full[: -len(s)] for m in METRICS.values() for s in SUFFIX[m[0]] if full.endswith(s) and full[: -len(s)] in METRICS), None)
+            base = next((full.removesuffix(s) for m in METRICS.values() for s in SUFFIX[m[0]] if full.endswith(s) and full.removesuffix(s) in METRICS), None)
             assert base is not None, f"{full} is not exported (app/serve/metrics.py)"
             assert any(full.endswith(s) for s in SUFFIX[METRICS[base][0]]), full
             used.add(base)

@@ -128,8 +128,12 @@ class Hybrid(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     band: float = Field(0.10, ge=0, le=1, description="consult the LLM when |q(score) - q(threshold)| <= band")
-    llm_weight: float = Field(0.5, ge=0, le=1)
+    llm_weight: float = Field(0.5, ge=0, le=1, description="0: the LLM is never consulted (it added nothing)")
     llm_center: float = Field(0.5, ge=0, le=1)
+    fitted: bool = Field(False, description="band, weight and centre fitted on outcomes (`calibrate --router-llm`); false: defaults")
+    fit: dict[str, Any] = Field(
+        default_factory=dict, description="how they were fitted: router LLM model, rows, cross-validated APGR with and without the LLM"
+    )
 
 
 class Artifact(BaseModel):

@@ -485,7 +485,7 @@ def build_artifact(
         threshold=threshold,
         tier2_share=share,
         score_quantiles=np.maximum.accumulate(quantiles).tolist(),
-        hybrid=Hybrid(),
+        hybrid=Hybrid(fit={"note": "not fitted: default band, weight and centre (fit them with `tierroute calibrate --router-llm`)"}),
         operating_point={
             "traffic": "calibration mix: every kind weighs the same, every source the same within its kind",
             "kinds": sorted(set(p.kind)),

@@ -145,6 +145,8 @@ def _row_to_example(
             f"{', '.join('/'.join(p) for p in KNOWN_PAIRS)})"
         )
     group = str(row.get("category") or row.get("group") or group)
+    if isinstance(row.get("source"), str) and row["source"].strip():  # a row naming its source (shadow outcomes do)
+        source = row["source"].strip()
     return Example(text=text, source=source, group=group, weak=weak, strong=strong, label=label)
 
 

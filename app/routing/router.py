@@ -122,6 +122,8 @@ class Router:
 
     def wants_llm(self, quantile: float, threshold: float | None = None) -> bool:
         """Is the score (at ``quantile`` of traffic) within the band around the threshold (the artifact's, or a live one)?"""
+        if self.artifact.hybrid.llm_weight == 0:  # fitted to add nothing: never spend the latency
+            return False
         q_t = self._q_threshold if threshold is None else float(self.artifact.quantile_of(threshold))
         return in_band(float(quantile), q_t, self.artifact.hybrid.band)
 

@@ -157,6 +157,36 @@ def rating_messages(text: str) -> list[dict[str, str]]:
     ]
 
 
+RATING_PROMPT_VERSION = "rating-v1"  # change with RATING_SYSTEM or rating_messages: cached ratings name it
+
+
+def rating_request(model: str, text: str) -> dict:
+    """The router LLM's chat request for ``text``: the serving path and ``calibrate --router-llm`` send exactly this.
+
+    Output constrained to one of 0..10 (vLLM ``structured_outputs``), with the log-probabilities of
+    every choice, so the rating is the expected value over them (:func:`rating_of_choice`).
+    """
+    return {
+        "model": model, "messages": rating_messages(text), "max_tokens": 2, "temperature": 0.0,
+        "logprobs": True, "top_logprobs": len(RATING_CHOICES), "structured_outputs": {"choice": list(RATING_CHOICES)},
+    }  # fmt: skip
+
+
+def rating_of_choice(choice: Mapping) -> float:
+    """A rating in [0, 1] from one OpenAI chat ``choice`` (as a dict) answering :func:`rating_request`.
+
+    The expected rating over the first token's top log-probabilities; the text's rating when there
+    are none. Raises ValueError when neither holds a 0-10 rating.
+    """
+    content = (choice.get("logprobs") or {}).get("content") or []
+    if content and content[0].get("top_logprobs"):
+        try:
+            return rating_score({t["token"]: t["logprob"] for t in content[0]["top_logprobs"]})
+        except ValueError:
+            pass
+    return rating_score(parse_rating((choice.get("message") or {}).get("content") or ""))
+
+
 def parse_rating(text: str) -> int:
     """First 0-10 integer in the router LLM's reply ("7", "Rating: 7/10").
 

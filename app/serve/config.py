@@ -236,6 +236,31 @@ class AuthSpec(Strict):
         return bool(self.keys_env or self.keys_file)
 
 
+class ShadowSpec(Strict):
+    """Optional shadow evaluation: a sampled share of routed requests also answered by the other tier and judged, off the response path."""
+
+    enabled: bool = Field(False, description="off by default: it costs tier capacity and writes prompts to the outcomes log")
+    sample_rate: float = Field(0.01, gt=0, le=1, description="share of routed chat requests shadowed")
+    judge_model: str | None = Field(None, description="model id of the judge: one of the tiers' (default tier 2's)")
+    max_tokens: int = Field(256, ge=1, description="of the other tier's answer; requests whose answer was longer are not shadowed")
+    tokens_per_hour: int = Field(200_000, ge=1, description="cap on shadow tokens (other answer + judge) per ingress replica per hour")
+    max_in_flight: int = Field(4, ge=1, description="shadow jobs at once per ingress replica; more are skipped")
+    timeout_s: float = Field(120.0, gt=0, description="a shadow job not done by then is dropped")
+    outcomes_path: str = Field(
+        "shadow/outcomes.jsonl", min_length=1, description="outcome rows (calibrate format); each ingress replica writes <stem>-<replica>.jsonl"
+    )
+    max_bytes: int = Field(50 << 20, ge=1024, description="rotate an outcomes file at this size")
+    backups: int = Field(5, ge=1, description="rotated files kept per replica")
+
+    @field_validator("outcomes_path")
+    @classmethod
+    def _jsonl(cls, v: str) -> str:
+        p = Path(v)
+        if p.suffix != ".jsonl":
+            raise ValueError(f"outcomes_path {v!r}: must end in .jsonl")
+        return str(p if p.is_absolute() else PROJECT_ROOT / p)
+
+
 class AppConfig(Strict):
     """Arguments of ``app.serve.graph:build_app``."""
 
@@ -251,6 +276,7 @@ class AppConfig(Strict):
     controller: ControllerConfig = Field(
         ControllerConfig(), description="optional: hold a target tier-2 share on live traffic (off: the artifact's threshold)"
     )
+    shadow: ShadowSpec = Field(ShadowSpec(), description="optional: judge a sampled share of routed requests against the other tier")
 
     @field_validator("artifact")
     @classmethod
@@ -290,5 +316,8 @@ class AppConfig(Strict):
         names = [self.ingress.router_name, self.tier1.model_id, self.tier2.model_id]
         if len(set(names)) != len(names):
             raise ValueError(f"ingress.router_name, tier1.model_id and tier2.model_id must differ, got {names}")
+        judge = self.shadow.judge_model
+        if judge is not None and judge not in names[1:]:
+            raise ValueError(f"shadow.judge_model {judge!r}: must be one of the tiers' model ids {names[1:]}")
         return self
 

@@ -8,14 +8,17 @@
 * the decision: :class:`app.serve.routing.RoutingService`;
 * the calls to the tier engines: :class:`app.serve.tiers.Tiers`; when one fails: :mod:`app.serve.fallback`;
 * input limits and the deadline: :mod:`app.serve.limits`; API keys and per-key limits: :mod:`app.serve.auth`;
-* Prometheus metrics: :mod:`app.serve.metrics`; one JSON line per decision: :mod:`app.serve.decision_log`.
+* Prometheus metrics: :mod:`app.serve.metrics`; one JSON line per decision: :mod:`app.serve.decision_log`;
+* shadow evaluation of a sampled share of routed requests, off the response path: :mod:`app.serve.shadow`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -32,6 +35,7 @@ from app.serve.decision_log import log_decision
 from app.serve.fallback import Fallback, TierFailure, other_tier
 from app.serve.metrics import Metrics
 from app.serve.routing import routing_service
+from app.serve.shadow import OutcomeLog, Shadow
 from app.serve.tiers import Tiers
 
 logger = logging.getLogger("tierroute.ingress")
@@ -66,6 +70,24 @@ def _log_to_serve() -> None:
         ours.propagate = False
 
 
+def shadow_of(cfg: AppConfig, tiers: Tiers, metrics: Metrics) -> Shadow | None:
+    """The replica's shadow evaluator, or None when the config leaves it off."""
+    spec = cfg.shadow
+    if not spec.enabled:
+        return None
+    try:
+        replica = serve.get_replica_context().replica_id.unique_id
+    except Exception:  # not in a Serve replica (a unit test)
+        replica = str(os.getpid())
+    path = Path(spec.outcomes_path)
+    log = OutcomeLog(path.with_name(f"{path.stem}-{replica}{path.suffix}"), spec.max_bytes, spec.backups)
+
+    async def ask(tier: int, messages: list[dict], max_tokens: int, extra: dict):
+        return await tiers.ask(tier, messages, max_tokens, extra, spec.timeout_s)
+
+    return Shadow(spec, tiers.model, ask, log, metrics.shadow)
+
+
 @serve.deployment
 @serve.ingress(api)
 class Ingress:
@@ -82,6 +104,7 @@ class Ingress:
         self.keys = KeyRing(loaded) if loaded else None
         self.quotas = {k.name: KeyQuota(k.limits) for k in loaded}
         self.metrics = Metrics(self.cfg.metrics)
+        self.shadow = shadow_of(self.cfg, self.tiers, self.metrics)
         self.active = 0  # requests in this replica now (a stream until its end): one alone skips the batch queue
 
     # --- the steps of a request ----------------------------------------------
@@ -158,9 +181,13 @@ class Ingress:
                 served.tier, served.model, served.reason = tier, self.tiers.model[tier], "over-cap"
         return served
 
-    async def _forward(self, kind: str, req, text: str, target: int | None, request: Request, key, deadline_s, started) -> Response:
+    async def _forward(
+        self, kind: str, req, text: str, target: int | None, request: Request, key, deadline_s, started, messages: list | None = None
+    ) -> Response:
         rid = p.request_id(request)
         served = await self._decide(text, target, key)
+        # shadow evaluation samples routed chat requests before they are served (a stream keeps its text)
+        shadowed = self.shadow is not None and messages is not None and served.reason == "routed" and self.shadow.sampled()
         try:
             out, tier_ms = await self._call(served.tier, kind, req, request)
         except TierFailure as f:
@@ -180,15 +207,21 @@ class Ingress:
             body = out.model_dump(mode="json")
             body["tierroute"] = p.routed_field(served)
             self._record(rid, served, tier_ms, body.get("usage"), text_logged)
+            if shadowed and served.reason == "routed":  # not when the decided tier failed and the other one served
+                answer = (body.get("choices") or [{}])[0].get("message", {}).get("content")
+                self.shadow.offer(served.tier, messages, answer, body.get("usage"), body["tierroute"])
             return JSONResponse(body, headers=headers)
         first, rest = out
+        collected: list[str] | None = [] if shadowed and served.reason == "routed" else None
 
         def on_end(usage, error):
             self.active -= 1
             self._record(rid, served, tier_ms, usage, text_logged)
+            if collected is not None and error is None:
+                self.shadow.offer(served.tier, messages, "".join(collected), usage, p.routed_field(served))
 
         left = max(0.001, deadline_s - (time.monotonic() - started))
-        sse = p.tag_sse(first, rest, p.routed_field(served), rid, left, on_end)
+        sse = p.tag_sse(first, rest, p.routed_field(served), rid, left, on_end, collected)
         return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
 
     def _record(self, rid: str, served: p.Served, tier_ms, usage, text) -> None:
@@ -206,7 +239,7 @@ class Ingress:
             text = p.messages_text(data.get("messages"))
             limits.check_sampling(data, "chat")
             req = _sanitize_chat_completion_request(p.validate(ChatCompletionRequest, data))  # picklable content parts
-            return await self._forward("chat", req, text, target, request, key, deadline_s, started)
+            return await self._forward("chat", req, text, target, request, key, deadline_s, started, data.get("messages"))
 
         return await self._guarded(request, handle, streams=True)
 
@@ -263,6 +296,10 @@ class Ingress:
     async def scoring_stats(self) -> dict[str, int]:
         """Prompts scored alone and in batches."""
         return dict(self.routing.scored)
+
+    async def shadow_state(self) -> dict | None:
+        """The shadow evaluator's state (None when it is off)."""
+        return self.shadow.state() if self.shadow is not None else None
 
     async def rate(self, text: str) -> float:
         """The router LLM's rating of ``text`` in [0, 1]."""

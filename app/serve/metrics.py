@@ -24,6 +24,17 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
     "tierroute_router_llm": ("counter", "Router-LLM consultations and fallbacks to the embedding score", ("outcome",), None),
     "tierroute_tokens": ("counter", "Tokens per tier, prompt (in) and completion (out)", ("tier", "direction"), None),
     "tierroute_cost": ("counter", "Estimated cost of served requests, and of the same tokens all on tier 2", ("basis",), None),
+    "tierroute_shadow_outcomes": (
+        "counter", "Shadow-judged requests by the tier they were routed to and the verdict (tier1_suffices|tier2_needed)",
+        ("routed_tier", "verdict"), None,
+    ),
+    "tierroute_shadow_skipped": ("counter", "Sampled requests not shadowed, by cause (budget, busy, too_long, no_answer)", ("cause",), None),
+    "tierroute_shadow_failures": ("counter", "Shadow jobs that failed, by cause (timeout, judge, error)", ("cause",), None),
+    "tierroute_shadow_tokens": ("counter", "Tokens spent on shadow evaluation (other tier's answer and judge)", (), None),
+    "tierroute_shadow_estimate": (
+        "gauge", "This replica's running estimate: tier1_ok (routed to tier 1, judged as good as tier 2), tier2_avoidable (routed to tier 2, tier 1 as good)",
+        ("estimate",), None,
+    ),
 }
 
 
@@ -40,6 +51,8 @@ class Metrics:
         for name, (kind, desc, tags, bounds) in METRICS.items():
             if kind == "counter":
                 self._m[name] = m.Counter(name, description=desc, tag_keys=tags)
+            elif kind == "gauge":
+                self._m[name] = m.Gauge(name, description=desc, tag_keys=tags)
             else:
                 self._m[name] = m.Histogram(name, description=desc, boundaries=bounds, tag_keys=tags)
 
@@ -78,6 +91,20 @@ class Metrics:
         big = self.spec.tier2_price
         self._inc("tierroute_cost", (tin * price.input_per_mtok + tout * price.output_per_mtok) / 1e6, basis="served")
         self._inc("tierroute_cost", (tin * big.input_per_mtok + tout * big.output_per_mtok) / 1e6, basis="all_tier2")
+
+    def shadow(self, event: str, **tags) -> None:
+        """The shadow evaluator's events (:class:`app.serve.shadow.Shadow` calls this)."""
+        if event == "skipped":
+            self._inc("tierroute_shadow_skipped", cause=tags["cause"])
+        elif event == "failed":
+            self._inc("tierroute_shadow_failures", cause=tags["cause"])
+        elif event == "outcome":
+            self._inc("tierroute_shadow_outcomes", routed_tier=tags["routed_tier"], verdict=tags["verdict"])
+            self._inc("tierroute_shadow_tokens", tags["tokens"])
+        elif event == "estimate" and "tierroute_shadow_estimate" in self._m:
+            for name, value in tags.items():
+                if value == value:  # not NaN: no outcomes yet for that tier
+                    self._m["tierroute_shadow_estimate"].set(value, tags={"estimate": name})
 
     def rejected(self, cause: str) -> None:
         self._inc("tierroute_rejections", cause=cause)

@@ -269,13 +269,15 @@ async def tag_sse(
     rid: str,
     deadline_s: float | None = None,
     on_end: Callable[[dict | None, str | None], None] | None = None,
+    collect: list[str] | None = None,
 ) -> AsyncIterator[str]:
     """Relay an engine's SSE chunks (batches of ``data: ...`` strings or error objects).
 
     The first JSON chunk carries the routing field; the stream ends with exactly one ``data: [DONE]``.
     A failure mid-stream, or the deadline passing (``deadline_s`` from now), ends it with an error
     event in OpenAI's shape before ``[DONE]`` (never a silent cut); the engine request is cancelled.
-    ``on_end(usage, error_code)`` is called once at the end with the last usage seen.
+    ``on_end(usage, error_code)`` is called once at the end with the last usage seen. ``collect``, when
+    given, receives the text of the first choice's deltas (for a stream that shadow evaluation sampled).
     """
     loop = asyncio.get_running_loop()
     end = None if deadline_s is None else loop.time() + deadline_s
@@ -297,6 +299,8 @@ async def tag_sse(
                     chunk, tagged = f"data: {json.dumps(obj)}\n\n", True
                 if '"usage": {' in chunk or '"usage":{' in chunk:
                     usage = json.loads(chunk[len("data: "):]).get("usage") or usage
+                if collect is not None and chunk.startswith("data: {"):
+                    collect.append(_delta_text(chunk))
                 yield chunk
             try:
                 left = None if end is None else max(0.0, end - loop.time())
@@ -316,6 +320,14 @@ async def tag_sse(
     finally:
         if on_end is not None:
             on_end(usage, failed)
+
+
+def _delta_text(chunk: str) -> str:
+    try:
+        choices = json.loads(chunk[len("data: "):]).get("choices") or []
+        return next((c.get("delta", {}).get("content") or "" for c in choices if c.get("index", 0) == 0), "")
+    except (ValueError, AttributeError):
+        return ""
 
 
 def _sse_error(e: APIError) -> str:

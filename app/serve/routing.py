@@ -23,7 +23,7 @@ from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # the engine's
 from app.routing.artifact import load_artifact
 from app.routing.controller import ShareController
 from app.routing.router import Decision, EmbeddingScores, Router
-from app.routing.scorers import RATING_CHOICES, parse_rating, rating_messages, rating_score
+from app.routing.scorers import rating_of_choice, rating_request
 from app.serve.calls import within
 from app.serve.config import AppConfig
 
@@ -41,23 +41,13 @@ class RouterLLMRater:
         self.model_id = model_id
 
     async def __call__(self, text: str) -> float:
-        req = ChatCompletionRequest(
-            model=self.model_id, messages=rating_messages(text), max_tokens=2, temperature=0.0,
-            logprobs=True, top_logprobs=len(RATING_CHOICES), structured_outputs={"choice": list(RATING_CHOICES)},
-        )  # fmt: skip
+        req = ChatCompletionRequest(**rating_request(self.model_id, text))
         # An internal request: the client's headers (raw_request_info) belong to the tier call, not this one.
         # bounded by RoutingService.decide: a rating given up on is cancelled, not left queued
         resp = await within(self._chat_once.remote(req, None), None)
         if isinstance(resp, ErrorResponse):
             raise RuntimeError(resp.error.message)
-        choice = resp.choices[0]
-        lp = choice.logprobs.content if choice.logprobs else None
-        if lp:
-            try:
-                return rating_score({t.token: t.logprob for t in lp[0].top_logprobs})
-            except ValueError:
-                pass
-        return rating_score(parse_rating(choice.message.content or ""))
+        return rating_of_choice(resp.choices[0].model_dump())  # the parse `calibrate --router-llm` uses
 
 
 class RoutingService:

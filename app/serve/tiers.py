@@ -21,6 +21,7 @@ from collections import Counter
 from fastapi import Request
 from ray.exceptions import RayActorError
 from ray.llm._internal.serve.core.protocol import RawRequestInfo
+from ray.serve.llm.openai_api_models import ChatCompletionRequest
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # the engine's; Ray Serve LLM's subclasses it
 
@@ -88,6 +89,17 @@ class Tiers:
             raise TierFailure(tier, "error") from None
         self._raise_on_error(tier, first[0] if isinstance(first, list) and first else first, request)
         return first if isinstance(first, list) else [first], gen
+
+    async def ask(self, tier: int, messages: list[dict], max_tokens: int, extra: dict, timeout_s: float | None = None) -> tuple[str, dict]:
+        """An internal chat request to ``tier`` (shadow evaluation), not a client's: (answer text, usage).
+
+        No client headers go along and it is not counted as forwarded; any failure raises.
+        """
+        req = ChatCompletionRequest(model=self.model[tier], messages=messages, max_tokens=max_tokens, **extra)
+        resp = await within(self._unary[tier, "chat"].remote(req, None), timeout_s)
+        if isinstance(resp, ErrorResponse):
+            raise RuntimeError(f"tier {tier} answered an error")
+        return resp.choices[0].message.content or "", resp.usage.model_dump() if resp.usage else {}
 
     async def health(self, timeout_s: float = 5.0) -> dict[str, str]:
         """Tier model -> "ready" or "not ready" (the cause is logged, not returned)."""

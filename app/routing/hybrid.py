@@ -1,0 +1,121 @@
+"""Fit the router-LLM hybrid on outcomes: the band, the LLM's weight and centre, by cross-validated APGR.
+
+Serving consults the router LLM only when the embedding score is unsure -- within ``band`` (in
+traffic quantiles) of the threshold -- and then uses ``score + weight * (rating - centre)``
+(:func:`app.routing.scorers.hybrid_score`). Here:
+
+* the embedding scores are the nested out-of-fold probabilities of ``calibrate`` (no row is scored
+  by a model that saw it), the ratings those of the router LLM on the same prompts;
+* the centre is the median rating of the rows a fold fits on (the LLM's "no opinion");
+* band and weight are chosen on a grid by APGR (the mean over sources) inside each fold of a
+  cross-validation, and applied to the held-out fold: the with-LLM figure is out of fold too;
+* the LLM is kept (weight > 0) only if that figure beats the embedding score alone by more than one
+  bootstrap standard error of the paired difference. Otherwise the weight is 0 -- the router never
+  consults it -- and the artifact says why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.routing.artifact import Hybrid
+from app.routing.calibrate import SELECTION_Z, Prepared, evaluate_scores, folds, selection_score
+from app.routing.metrics import bootstrap
+from app.routing.scorers import RATING_PROMPT_VERSION
+
+BANDS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+WEIGHTS = (0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
+BOOT = 200
+
+
+def blend(s: np.ndarray, q: np.ndarray, r: np.ndarray, q_t: float, band: float, weight: float, centre: float) -> np.ndarray:
+    """The serving rule on arrays: inside the band, the score nudged by the rating; elsewhere unchanged."""
+    out = s.copy()
+    m = np.abs(q - q_t) <= band + 1e-9
+    out[m] = np.clip(s[m] + weight * (r[m] - centre), 0.0, 1.0)
+    return out
+
+
+def _metric(p: Prepared, rows: np.ndarray, scores: np.ndarray) -> float:
+    return selection_score(evaluate_scores(p, scores, rows))
+
+
+def _best(p, rows, s, q, r, q_t) -> tuple[float, float, float]:
+    """(band, weight, centre) with the highest APGR on ``rows`` (arrays aligned with rows)."""
+    centre = float(np.median(r))
+    best, arg = -np.inf, (BANDS[0], 0.0, centre)
+    for band in BANDS:
+        for w in WEIGHTS:
+            v = _metric(p, rows, blend(s, q, r, q_t, band, w, centre))
+            if v > best + 1e-12:
+                best, arg = v, (band, w, centre)
+    return arg
+
+
+def fit_hybrid(
+    p: Prepared,
+    rows: np.ndarray,
+    scores: np.ndarray,
+    quantiles: np.ndarray,
+    ratings: np.ndarray,
+    threshold_quantile: float,
+    model: str,
+    n_splits: int = 5,
+    seed: int = 0,
+) -> Hybrid:
+    """The hybrid for ``rows`` (outcome rows with a rating); ``scores``, ``quantiles``, ``ratings`` align with them."""
+    if len(rows) < 50:
+        raise ValueError(f"router LLM: {len(rows)} rated prompts with outcomes are too few to fit the hybrid (need >= 50)")
+    s, q, r = (np.asarray(a, dtype=float) for a in (scores, quantiles, ratings))
+    oof = s.copy()
+    for train, test in folds(p, rows, n_splits, seed):
+        band, w, c = _best(p, rows[train], s[train], q[train], r[train], threshold_quantile)
+        oof[test] = blend(s[test], q[test], r[test], threshold_quantile, band, w, c)
+    without, with_llm = evaluate_scores(p, s, rows), evaluate_scores(p, oof, rows)
+    gain = selection_score(with_llm) - selection_score(without)
+
+    def diff(i):
+        try:
+            return _metric(p, rows[i], oof[i]) - _metric(p, rows[i], s[i])
+        except ValueError:  # a resample without both outcomes
+            return None
+
+    se = float(np.std(bootstrap(len(rows), diff, BOOT, seed)))
+    used = gain > SELECTION_Z * se and gain > 0
+    fit = {
+        "model": model, "prompt_version": RATING_PROMPT_VERSION, "rows": int(len(rows)),
+        "apgr_without_llm": without, "apgr_with_llm_cv": with_llm, "gain": gain, "gain_se": se, "used": used,
+        "rating_median": float(np.median(r)), "rating_spread": float(np.std(r)),
+    }  # fmt: skip
+    if not used:
+        fit["note"] = (
+            f"the router LLM's ratings added nothing out of fold (gain {gain:+.3f}, standard error {se:.3f}): "
+            "weight 0, the router never consults it"
+        )
+        return Hybrid(band=0.0, llm_weight=0.0, llm_center=float(np.median(r)), fitted=True, fit=fit)
+    band, w, c = _best(p, rows, s, q, r, threshold_quantile)
+    fit["note"] = f"band {band}, weight {w}, centre {c:.3f} chosen on all rated rows; the figures above are out of fold"
+    return Hybrid(band=band, llm_weight=w, llm_center=c, fitted=True, fit=fit)
+
+
+def sample_rows(p: Prepared, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Up to ``limit`` outcome rows, the same share of each source (all when ``limit`` is None)."""
+    has = np.flatnonzero(~np.isnan(p.weak))
+    if limit is None or limit >= len(has):
+        return has
+    rng = np.random.default_rng(seed)
+    take = []
+    for src in sorted(set(p.src[has])):
+        idx = has[p.src[has] == src]
+        n = max(1, round(limit * len(idx) / len(has)))
+        take.append(rng.choice(idx, size=min(n, len(idx)), replace=False))
+    return np.sort(np.concatenate(take))
+
+
+def format_fit(h: Hybrid) -> str:
+    f = h.fit
+    cols = sorted(f["apgr_without_llm"])
+    lines = [f"router LLM {f['model']} on {f['rows']} prompts with outcomes (prompt {f['prompt_version']}):"]
+    lines += [f"   {c:<28} without {f['apgr_without_llm'][c]:.3f}   with (out of fold) {f['apgr_with_llm_cv'][c]:.3f}" for c in cols]
+    lines.append(f"   gain {f['gain']:+.3f} (standard error {f['gain_se']:.3f}) -> {f['note']}")
+    return "\n".join(lines)

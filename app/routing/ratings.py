@@ -1,0 +1,104 @@
+"""The router LLM's ratings of calibration prompts, through an OpenAI-compatible endpoint, cached.
+
+``tierroute calibrate --router-llm MODEL --endpoint URL`` rates prompts with exactly the request the
+serving path sends (:func:`app.routing.scorers.rating_request`: the same prompt, 0-10 constrained
+choice, expected value over the choices' log-probabilities) and parses the answer the same way
+(:func:`app.routing.scorers.rating_of_choice`). Ratings are appended to a JSONL cache as they come,
+keyed by model, prompt version and text, so a rerun (or another calibration on the same prompts)
+asks only for what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from app.routing.scorers import RATING_PROMPT_VERSION, rating_of_choice, rating_request
+
+
+def cache_key(model: str, text: str) -> str:
+    return hashlib.sha256(f"{model}\n{RATING_PROMPT_VERSION}\n{text}".encode()).hexdigest()[:24]
+
+
+class RatingCache:
+    """``key -> rating`` in a JSONL file; a torn last line (a killed run) is ignored."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.ratings: dict[str, float] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                    self.ratings[row["key"]] = float(row["rating"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def get(self, model: str, text: str) -> float | None:
+        return self.ratings.get(cache_key(model, text))
+
+    def add(self, f, model: str, text: str, rating: float) -> None:
+        key = cache_key(model, text)
+        self.ratings[key] = rating
+        f.write(json.dumps({"key": key, "model": model, "prompt_version": RATING_PROMPT_VERSION, "rating": rating}) + "\n")
+        f.flush()
+
+
+@dataclass
+class RatingReport:
+    cached: int = 0
+    rated: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+async def rate_texts(
+    texts: list[str],
+    model: str,
+    endpoint: str,
+    cache: RatingCache,
+    api_key: str | None = None,
+    concurrency: int = 4,
+    timeout_s: float = 60.0,
+    progress=None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> tuple[list[float | None], RatingReport]:
+    """Each text's rating in [0, 1] (None where the endpoint failed), and what was cached, rated, failed."""
+    report = RatingReport()
+    out: list[float | None] = [cache.get(model, t) for t in texts]
+    report.cached = sum(r is not None for r in out)
+    todo = [i for i, r in enumerate(out) if r is None]
+    sem = asyncio.Semaphore(concurrency)
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    cache.path.parent.mkdir(parents=True, exist_ok=True)
+    async with httpx.AsyncClient(base_url=endpoint, timeout=timeout_s, headers=headers, transport=transport) as client:
+        with cache.path.open("a", encoding="utf-8") as f:
+
+            async def one(i: int) -> None:
+                async with sem:
+                    try:
+                        r = await client.post("/v1/chat/completions", json=rating_request(model, texts[i]))
+                        if r.status_code != 200:
+                            raise RuntimeError(f"HTTP {r.status_code}")
+                        out[i] = rating_of_choice(r.json()["choices"][0])
+                    except (httpx.HTTPError, RuntimeError, KeyError, IndexError, ValueError, TypeError) as e:
+                        report.failed += 1
+                        if len(report.failures) < 10:
+                            report.failures.append(f"prompt {i}: {type(e).__name__}: {e}")
+                        return
+                    finally:
+                        if progress is not None:
+                            progress.update(1)
+                    cache.add(f, model, texts[i], out[i])
+                    report.rated += 1
+
+            await asyncio.gather(*(one(i) for i in todo))
+    return out, report
