@@ -200,3 +200,27 @@ def test_evaluate_outcomes_reports_the_running_estimates(tmp_path, capsys):
     assert rep["tier2_avoidable"]["share"] == 0.25 and rep["as_good_as_tier2"]["share"] == (30 + 20) / 60
     assert "tier1_ok" in out and "75.0%" in out and "large (pairwise-v1) x60" in out
     assert main(["evaluate", "--outcomes", str(tmp_path / "none")]) == 2
+
+
+def test_calibrate_reads_shadow_logs_of_every_replica_as_one_source(tmp_path, capsys):
+    """The loop closes: outcome rows of two replicas' files (one rotated) recalibrate an artifact, as one source."""
+    from app.cli import main
+    from app.routing.artifact import load_artifact
+
+    d = tmp_path / "shadow"
+    d.mkdir()
+    rows = []
+    for i in range(90):
+        hard = i % 3 == 0
+        text = f"Prove lemma {i} by induction and derive the bound." if hard else f"What colour is item {i}?"
+        weak = 0.0 if hard else 1.0
+        rows.append(json.dumps({"messages": [{"role": "user", "content": text}], "weak": weak, "strong": 1.0, "routed_tier": 1 + hard, "source": "shadow"}))
+    (d / "outcomes-r1.jsonl").write_text("\n".join(rows[:40]) + "\n")
+    (d / "outcomes-r1.1.jsonl").write_text("\n".join(rows[40:60]) + "\n")
+    (d / "outcomes-r2.jsonl").write_text("\n".join(rows[60:]) + "\n")
+    files = [str(p) for p in sorted(d.glob("*.jsonl"))]
+    out = tmp_path / "a.json"
+    assert main(["calibrate", "--data", *files, "--folds", "3", "--output", str(out)]) == 0, capsys.readouterr().err
+    art = load_artifact(out)
+    assert art.build["data"]["rows"] == {"shadow": 90}
+    assert "shadow" in art.build["nested_cross_validation"]["by_source"]
