@@ -1,4 +1,4 @@
-"""The ``tierroute`` command line: calibrate, evaluate, score, label, route, demo."""
+"""The ``tierroute`` command line: calibrate, evaluate, score, label, route, demo, loadtest, plan."""
 
 from __future__ import annotations
 
@@ -137,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="route a few example prompts and print how each is routed")
     artifact_arg(d)
+
+    from app.loadtest import cli as loadtest_cli
+    from app.plan import cli as plan_cli
+
+    loadtest_cli.add_parser(sub)
+    plan_cli.add_parser(sub)
     return p
 
 
@@ -374,7 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     from app.routing.batch import BatchError
     from app.routing.data import DataError
 
-    handler = {"calibrate": cmd_calibrate, "evaluate": cmd_evaluate, "score": cmd_score, "label": cmd_label, "route": cmd_route, "demo": cmd_demo}
+    from app.loadtest import cli as loadtest_cli
+    from app.plan import cli as plan_cli
+
+    handler = {
+        "calibrate": cmd_calibrate, "evaluate": cmd_evaluate, "score": cmd_score, "label": cmd_label, "route": cmd_route,
+        "demo": cmd_demo, "loadtest": loadtest_cli.run, "plan": plan_cli.run,
+    }  # fmt: skip
     try:
         return handler[args.command](args)
     except (ArtifactError, BatchError, DataError, ValueError, OSError) as e:

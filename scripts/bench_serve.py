@@ -13,6 +13,13 @@ one JSON line.
 Targets on a 2-core machine: added p50 <= 15 ms at concurrency 1, routed
 throughput >= 50% of the baseline at concurrency 32.
 
+Part 1b — where the time goes on this CPU (printed after part 1, measured in the same run, Serve idle):
+the CPU model and the flags the embedder's speed depends on (amx_tile/amx_bf16: Intel AMX; avx512_bf16),
+the embedder's forward time per batch size in the configured precision and in float32 (to compare the
+two on the CPU at hand), the artifact's scoring time, and the rest of the added time per
+routed request at c=32 (ingress: batch queue, decision, Serve calls, JSON), so a user on another CPU sees
+which part limits the routed/no-op ratio there.
+
 Part 2 (--startup) — the local default (configs/local.yaml: embedder, router LLM and
 two vLLM tiers on CPU): seconds from `serve.run` to ready, and peak memory of the
 machine above its level before the start (sampled every 0.2 s).
@@ -151,6 +158,8 @@ def overhead(args) -> dict:
             "added_p50_ms_c32": res[("routed", 32)][0] - res[("noop", 32)][0],
             "throughput_ratio_c1": res[("routed", 1)][2] / res[("noop", 1)][2],
             "throughput_ratio_c32": res[("routed", 32)][2] / res[("noop", 32)][2],
+            "rps_noop_c32": res[("noop", 32)][2],
+            "rps_routed_c32": res[("routed", 32)][2],
         })  # fmt: skip
     serve.delete("routed")
     serve.delete("noop")
@@ -159,6 +168,77 @@ def overhead(args) -> dict:
     print("per round: " + "; ".join(f"{k} " + " ".join(f"{rd[k]:.2f}" for rd in rounds) for k in ("added_p50_ms_c1", "throughput_ratio_c32")))
     print(f"added latency at c=1: p50 {out['added_p50_ms_c1']} ms (target <= 15), p99 {out['added_p99_ms_c1']} ms")
     print(f"routed/no-op throughput at c=32: {out['throughput_ratio_c32']} (target >= 0.5)")
+    out["breakdown"] = breakdown(cfg, out)
+    return out
+
+
+def _median_ms(fn, reps: int) -> float:
+    fn()  # warm: kernels for this shape
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+def breakdown(cfg, overhead_out: dict, batches=(1, 8, 32), reps: int = 7) -> dict:
+    """Where the added time of a routed request goes on this CPU: embedder forward per batch size (configured
+    precision and float32), scoring, and the rest (ingress), against the c=1 and c=32 figures of this run."""
+    from app.loadtest.hostcpu import cpu_info
+    from app.routing.artifact import load_artifact
+    from app.routing.embed import Embedder
+    from app.routing.router import Router
+
+    cpu = cpu_info()
+    flags = ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in cpu["flags"].items())
+    print(f"\nwhere the time goes on this CPU: {cpu['model']} ({cpu['cores']} cores; {flags})")
+    e = cfg.embedder.embedder
+    precisions = [e.precision] + (["float32"] if e.precision != "float32" and e.backend == "openvino" else [])
+    texts = [PROMPTS[i % len(PROMPTS)] for i in range(max(batches))]
+    out: dict = {"cpu": cpu, "embed_ms": {}, "score_ms": {}}
+    models = []
+    for precision in precisions:
+        model = Embedder(e.model_copy(update={"precision": precision}))
+        label = f"{e.backend} {model.precision}" + (" (asked bfloat16: this CPU has no bf16 units)" if model.precision != precision else "")
+        row = {b: _median_ms(lambda b=b: model.encode(texts[:b]), reps) for b in batches}
+        out["embed_ms"][label] = row
+        models.append(model)
+        print(f"  embedder forward, {label}, {e.num_threads} threads: " + "; ".join(
+            f"batch {b}: {ms:.1f} ms ({ms / b:.2f} ms/prompt)" for b, ms in row.items()))  # fmt: skip
+    router = Router(load_artifact(cfg.artifact), models[0])
+    emb = models[0].encode(texts)
+    out["score_ms"] = {b: _median_ms(lambda b=b: router.score_embeddings(emb[:b], texts[:b]), reps) for b in batches}
+    print("  scoring (artifact on embeddings): " + "; ".join(
+        f"batch {b}: {ms:.2f} ms ({ms / b:.3f} ms/prompt)" for b, ms in out["score_ms"].items()))  # fmt: skip
+    del models, router
+    first = next(iter(out["embed_ms"].values()))
+    big = max(batches)
+    embed1, score1 = first[1], out["score_ms"][1]
+    added1 = overhead_out["added_p50_ms_c1"]
+    print(f"  c=1: routing adds {added1:.1f} ms p50 = embed (batch 1) {embed1:.1f} + scoring {score1:.2f} "
+          f"+ rest (ingress: decision, Serve calls, JSON) {added1 - embed1 - score1:.1f} ms")  # fmt: skip
+    noop_ms = 1000 / overhead_out["rps_noop_c32"]  # medians over rounds
+    routed_ms = 1000 / overhead_out["rps_routed_c32"]
+    embed32, score32 = first[big] / big, out["score_ms"][big] / big
+    rest = routed_ms - noop_ms - embed32 - score32
+    print(f"  c=32 (2 cores, shared with this client and Ray): a no-op request takes {noop_ms:.2f} ms of the machine, a routed one "
+          f"{routed_ms:.2f} ms; the {routed_ms - noop_ms:.2f} ms routing adds = embed {embed32:.2f} (at best: batch {big}) "
+          f"+ scoring {score32:.3f} + rest {rest:.2f} ms (ingress: batch queue, decision, Serve calls, JSON)")  # fmt: skip
+    larger = "the embedder" if embed32 + score32 > rest else "the rest of the ingress"
+    print(f"  embedding is {100 * embed32 / routed_ms:.0f}% of a routed request's time at batch {big} "
+          f"({100 * first[8] / 8 / routed_ms:.0f}% at batch 8); {larger} is the larger part of what routing adds here")
+    out["c32_ratio_if"] = {}
+    for label, row in list(out["embed_ms"].items())[1:]:  # the same path with a slower embedder, e.g. float32 on a CPU without bf16 units
+        slower = routed_ms - embed32 + row[big] / big
+        out["c32_ratio_if"][label] = round(noop_ms / slower, 3)
+        print(f"  with the embedder at {label}'s speed (a CPU without bf16 units computes so), the c=32 ratio would be "
+              f"{noop_ms / slower:.2f} at batch {big}, {noop_ms / (slower - row[big] / big + row[8] / 8):.2f} at batch 8 "
+              f"(with this one, from the median rates: {noop_ms / routed_ms:.2f})")
+    out["c32_ms_per_request"] = {"noop": round(noop_ms, 3), "routed": round(routed_ms, 3), "embed": round(embed32, 3),
+                                 "score": round(score32, 4), "rest": round(rest, 3)}  # fmt: skip
+    out["embed_ms"] = {k: {str(b): round(v, 2) for b, v in row.items()} for k, row in out["embed_ms"].items()}
+    out["score_ms"] = {str(b): round(v, 3) for b, v in out["score_ms"].items()}
     return out
 
 

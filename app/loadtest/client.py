@@ -1,0 +1,136 @@
+"""One chat completion over httpx, streaming or not, timed from when it was due to be sent.
+
+How a response says where it was served: the tierroute graph's ``x-tierroute-tier`` / ``x-tierroute-model``
+headers, else the body's ``tierroute`` field; a plain OpenAI endpoint says neither, so its requests are
+grouped by the model that answered (the body's ``model``), else the model asked for.
+Time to first token (streaming) is the time to the first chunk that carries content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import httpx
+
+from app.loadtest import errors
+
+CHAT = "/v1/chat/completions"
+
+
+@dataclass
+class Outcome:
+    index: int  # the request's position in the mix
+    due_s: float  # when it was due to be sent, seconds from the start of its level
+    e2e_s: float | None = None  # due -> last byte; None when it failed
+    ttft_s: float | None = None  # due -> first content chunk (streaming)
+    status: int | None = None
+    error: str | None = None  # kind (app.loadtest.errors); None: it succeeded
+    tier: int | None = None
+    model: str | None = None  # the model that answered
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    router_ms: float | None = None  # x-tierroute-router-latency-ms
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def group(self) -> str | None:
+        """``tier1``/``tier2`` where the endpoint said; else the answering model; None for a failure of unknown tier."""
+        if self.tier is not None:
+            return f"tier{self.tier}"
+        return self.model if self.ok else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _from_headers(o: Outcome, headers: httpx.Headers) -> None:
+    tier = headers.get("x-tierroute-tier")
+    if tier and tier.isdigit():
+        o.tier = int(tier)
+    o.model = headers.get("x-tierroute-model") or o.model
+    ms = headers.get("x-tierroute-router-latency-ms")
+    if ms:
+        try:
+            o.router_ms = float(ms)
+        except ValueError:
+            pass
+
+
+def _from_body(o: Outcome, obj: dict[str, Any]) -> None:
+    """Tier, model and usage from a response body or stream chunk, where the headers did not say."""
+    routed = obj.get("tierroute")
+    if o.tier is None and isinstance(routed, dict) and isinstance(routed.get("tier"), int):
+        o.tier = routed["tier"]
+    if o.model is None and isinstance(obj.get("model"), str):
+        o.model = obj["model"]
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        o.prompt_tokens = usage.get("prompt_tokens", o.prompt_tokens)
+        o.completion_tokens = usage.get("completion_tokens", o.completion_tokens)
+
+
+def _has_content(chunk: dict[str, Any]) -> bool:
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("reasoning_content") or choice.get("text"):
+            return True
+    return False
+
+
+async def _unary(client: httpx.AsyncClient, body: dict, o: Outcome, t0: float) -> None:
+    r = await client.post(CHAT, json=body)
+    o.status = r.status_code
+    if r.status_code >= 400:
+        o.error = errors.http_error(r.status_code, r.content)
+        return
+    _from_headers(o, r.headers)
+    _from_body(o, r.json())
+    o.e2e_s = time.perf_counter() - t0
+
+
+async def _streamed(client: httpx.AsyncClient, body: dict, o: Outcome, t0: float) -> None:
+    async with client.stream("POST", CHAT, json=body) as r:
+        o.status = r.status_code
+        if r.status_code >= 400:
+            o.error = errors.http_error(r.status_code, await r.aread())
+            return
+        _from_headers(o, r.headers)
+        done = False
+        async for line in r.aiter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators, SSE comments
+            payload = line[len("data:"):].strip()
+            if payload == "[DONE]":
+                done = True
+                break
+            chunk = json.loads(payload)
+            if "error" in chunk:
+                o.error = o.error or errors.stream_error(chunk["error"])
+                continue
+            if o.ttft_s is None and _has_content(chunk):
+                o.ttft_s = time.perf_counter() - t0
+            _from_body(o, chunk)
+    if o.error is None and not done:
+        o.error = errors.INCOMPLETE
+    if o.error is None:
+        o.e2e_s = time.perf_counter() - t0
+
+
+async def send(client: httpx.AsyncClient, body: dict, index: int, due: float, level_start: float, timeout: float) -> Outcome:
+    """Send ``body`` to ``/v1/chat/completions``; latencies count from ``due`` (``time.perf_counter()`` clock),
+    so time an open-loop request waited on the client side is not hidden. Never raises for a failed request."""
+    o = Outcome(index=index, due_s=due - level_start)
+    call = _streamed if body.get("stream") else _unary
+    try:
+        await asyncio.wait_for(call(client, body, o, due), timeout)
+    except Exception as e:  # noqa: BLE001 — classified; anything unexpected is re-raised by exception_kind
+        o.error = errors.exception_kind(e)
+    if o.error is not None:
+        o.e2e_s = o.ttft_s = None
+    return o

@@ -1,0 +1,160 @@
+"""A whole load test: the mix, the arms (one, or all-tier-2 and routed with ``--compare``), each load level
+in turn with the arms interleaved (their order alternating from level to level, so drift hits both alike),
+then optionally the router's capacity. Returns the JSON-ready results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+import httpx
+from tqdm import tqdm
+
+from app.loadtest import errors
+from app.loadtest.capacity import router_capacity
+from app.loadtest.client import send
+from app.loadtest.config import LoadTestConfig
+from app.loadtest.hostcpu import cpu_info
+from app.loadtest.mix import chat_body, load_mix, route_body
+from app.loadtest.runner import closed_loop, open_loop
+from app.loadtest.stats import summarize
+
+ALL_TIER2, ROUTED = "all-tier2", "routed"
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+async def list_models(client: httpx.AsyncClient, url: str) -> list[dict]:
+    """``/v1/models``' cards; ValueError naming --url when nothing answers there."""
+    try:
+        r = await client.get("/v1/models")
+    except httpx.TransportError as e:
+        raise ValueError(f"--url {url}: cannot reach the endpoint ({errors.exception_kind(e)}: {e})") from None
+    if r.status_code >= 400:
+        return []
+    try:
+        return list(r.json().get("data") or [])
+    except (ValueError, AttributeError):
+        return []
+
+
+def tier2_model_of(cards: list[dict]) -> str | None:
+    """The model id a tierroute endpoint lists as tier 2 (its card's ``metadata.tier``)."""
+    for c in cards:
+        meta = c.get("metadata") or {}
+        if isinstance(meta, dict) and meta.get("tier") == 2:
+            return c.get("id")
+    return None
+
+
+def arms_of(cfg: LoadTestConfig, cards: list[dict]) -> dict[str, str]:
+    """Arm name -> the model it asks for."""
+    if not cfg.compare:
+        return {ROUTED if cfg.model == "auto" else cfg.model: cfg.model}
+    tier2 = cfg.tier2_model or tier2_model_of(cards)
+    if tier2 is None:
+        listed = ", ".join(str(c.get("id")) for c in cards) or "none"
+        raise ValueError(f"--compare: the endpoint's /v1/models names no tier-2 model (listed: {listed}); give --tier2-model")
+    return {ALL_TIER2: tier2, ROUTED: cfg.model}
+
+
+def router_cores(cfg: LoadTestConfig, host: dict) -> tuple[float, str]:
+    if cfg.router_cores is not None:
+        return cfg.router_cores, "--router-cores"
+    if urlsplit(cfg.url).hostname in LOOPBACK:
+        return float(host["cores"]), "the host's cores (the ingress runs on this host and shares them with this client)"
+    return float(host["cores"]), "this client's cores (the endpoint is remote: give --router-cores for its ingress)"
+
+
+async def _warm(client: httpx.AsyncClient, cfg: LoadTestConfig, mix, model: str) -> None:
+    for i in range(cfg.warmup):
+        now = time.perf_counter()
+        o = await send(client, chat_body(mix[i % len(mix)], model, cfg.max_tokens, cfg.stream), i, now, now, cfg.timeout)
+        if o.error == errors.CONNECT:
+            raise ValueError(f"--url {cfg.url}: cannot connect")
+
+
+async def run_session(cfg: LoadTestConfig, log=print, transport: httpx.AsyncBaseTransport | None = None) -> dict:
+    """``transport``: httpx's default (the network) unless given."""
+    mix = load_mix(cfg.input, cfg.seed, cfg.limit, cfg.skip_invalid)
+    host = cpu_info()
+    headers = {"authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+    most = max(int(max(cfg.levels, default=1)) if cfg.loop == "closed" else cfg.max_outstanding, cfg.route_concurrency if cfg.route_capacity else 1)
+    limits = httpx.Limits(max_connections=most, max_keepalive_connections=most)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    async with httpx.AsyncClient(base_url=cfg.url, headers=headers, timeout=cfg.timeout, limits=limits, transport=transport) as client:
+        cards = await list_models(client, cfg.url)
+        arms = arms_of(cfg, cards) if cfg.levels else {}
+        what = ("arms: " + ", ".join(f"{a} (model {m})" for a, m in arms.items())) if arms else "router capacity only"
+        log(f"{len(mix)} requests in the mix ({cfg.input}, seed {cfg.seed}); {what}")
+        for model in arms.values():
+            await _warm(client, cfg, mix, model)
+        levels = []
+        for k, load in enumerate(cfg.levels):
+            order = list(arms) if k % 2 == 0 else list(reversed(arms))
+            summaries = {}
+            for arm in order:
+                summaries[arm] = summarize(await _level(client, cfg, mix, arm, arms[arm], load, k))
+            levels.append({"load": load, "arms": {a: summaries[a] for a in arms}})
+        capacity = None
+        if cfg.route_capacity:
+            cores, source = router_cores(cfg, host)
+            capacity = await router_capacity(
+                client, [route_body(m) for m in mix], cfg.route_concurrency, cfg.route_requests, cfg.route_rounds,
+                cores, source, cfg.timeout, progress=log,
+            )  # fmt: skip
+            capacity["host_cpu"] = host
+    return {
+        "tool": "tierroute loadtest",
+        "started_utc": started,
+        "url": cfg.url,
+        "input": str(cfg.input),
+        "requests_in_mix": len(mix),
+        "seed": cfg.seed,
+        "loop": cfg.loop if cfg.levels else None,
+        "load_unit": "requests/s (Poisson arrivals)" if cfg.loop == "open" else "concurrent requests",
+        "stream": cfg.stream,
+        "max_tokens": cfg.max_tokens,
+        "requests_per_level": cfg.requests,
+        "duration_s_per_level": cfg.duration,
+        "arms": arms,
+        "host_cpu": host,
+        "levels": levels,
+        "comparison": [comparison(lv) for lv in levels] if cfg.compare else None,
+        "router_capacity": capacity,
+        "config": cfg.model_dump(mode="json", exclude={"api_key"}),  # the settings, to rerun it (never the key)
+    }
+
+
+async def _level(client, cfg: LoadTestConfig, mix, arm: str, model: str, load: float, k: int):
+    bodies = lambda i: chat_body(mix[i % len(mix)], model, cfg.max_tokens, cfg.stream)  # noqa: E731
+    unit = "/s" if cfg.loop == "open" else " in flight"
+    with tqdm(total=cfg.requests, desc=f"{arm} @ {load:g}{unit}", unit="req", disable=not cfg.progress, leave=False) as bar:
+        if cfg.loop == "open":
+            return await open_loop(
+                client, bodies, load, cfg.requests, cfg.duration, cfg.timeout, cfg.max_outstanding,
+                seed=cfg.seed * 1000 + k, arm=arm, on_done=lambda: bar.update(1),
+            )  # fmt: skip
+        return await closed_loop(client, bodies, int(load), cfg.requests, cfg.duration, cfg.timeout, arm=arm, on_done=lambda: bar.update(1))
+
+
+def _ratio(a, b):
+    return round(a / b, 3) if a is not None and b not in (None, 0) else None
+
+
+def comparison(level: dict) -> dict:
+    """Routed over all-tier-2 at one level: >1 is more (throughput), <1 is less (latency)."""
+    t2, rt = level["arms"][ALL_TIER2]["overall"], level["arms"][ROUTED]["overall"]
+    out = {"load": level["load"], "throughput": _ratio(rt["throughput_rps"], t2["throughput_rps"]),
+           "output_tokens_per_s": _ratio(rt["output_tokens_per_s"], t2["output_tokens_per_s"])}  # fmt: skip
+    for p in ("p50", "p95", "p99"):
+        out[f"e2e_{p}"] = _ratio(rt["e2e_ms"][p], t2["e2e_ms"][p])
+        out[f"ttft_{p}"] = _ratio(rt["ttft_ms"][p], t2["ttft_ms"][p])
+    out["routed_tier2_share"] = level["arms"][ROUTED]["tier_split"].get("tier2")
+    return out
+
+
+def run(cfg: LoadTestConfig, log=print, transport: httpx.AsyncBaseTransport | None = None) -> dict:
+    return asyncio.run(run_session(cfg, log, transport))

@@ -1,0 +1,100 @@
+"""The plan as a readable text table (stdout) and as JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from app.routing.data import write_atomic
+
+
+def _usd(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"${x:,.0f}"
+
+
+def _s(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x * 1e3:.0f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def fit_table(plan: dict) -> list[str]:
+    lines = ["Fit per node type (per GPU: weights/TP + reserve vs usable memory; KV cache must hold max_model_len)",
+             f"  {'tier':<5} {'node':<13} {'TP':>2}  {'fits':<4} {'rep/node':>8} {'max seqs':>8} {'KV tokens':>10}  reason"]  # fmt: skip
+    for t in ("tier1", "tier2"):
+        for f in plan["fits"][t]:
+            lines.append(
+                f"  {t[-1]:<5} {f['node']:<13} {f['tp']:>2}  {'yes' if f['fits'] else 'NO':<4} {f['replicas_per_node']:>8} "
+                f"{f['max_seqs']:>8} {f['kv_tokens']:>10}  {'' if f['fits'] else f['reason']}"
+            )
+    return lines
+
+
+def _tier_line(label: str, d: dict | None) -> str:
+    if d is None:
+        return f"  {label:<22} does not fit any node type"
+    if not d["feasible"]:
+        return f"  {label:<22} {d['node']} TP{d['tp']}: INFEASIBLE: {d['reason']}"
+    return (
+        f"  {label:<22} {d['rate_rps']:7.1f} req/s  {d['node']:<13} TP{d['tp']}  {d['replicas']:>3} replicas "
+        f"({d['max_seqs']} seqs each) on {d['nodes']:>3} nodes  {_usd(d['monthly_usd']):>10}/month"
+    )
+
+
+def text(plan: dict) -> str:
+    sc, r, b = plan["scenario"], plan["routed"], plan["all_large"]
+    slo = sc["slo"]
+    bounds = ", ".join(f"{k[:-2]} <= {v:g} s" for k, v in slo.items() if k.endswith("_s") and v is not None)
+    out = [
+        f"Scenario: {sc['mean_rps']:g} req/s mean x peak factor {sc['peak_factor']:g} = {sc['peak_rps']:g} req/s at peak; "
+        f"tier-2 share {100 * sc['tier2_share']:.1f}% ({sc['share_source']})",
+        f"  prompt tokens: tier 1 {sc['prompt_tokens']['tier1']}; tier 2 {sc['prompt_tokens']['tier2']} ({sc['prompt_source']})",
+        f"  output tokens: {sc['output_tokens']}",
+        f"  objective: p{slo['percentile']:g} {bounds} (client side, router included); {sc['sim']['seconds']:g} s simulated per run",
+        "",
+        *fit_table(plan),
+        "",
+        "Nodes at peak (fewest replicas meeting the objective in simulation; on-demand x 730 h)",
+        _tier_line("routed: tier 1", r["tier1"]),
+        _tier_line("routed: tier 2", r["tier2"]),
+        f"  {'routed: router':<22} {r['router']['nodes']} x {r['router']['node']}{'':>40}{_usd(r['router']['monthly_usd']):>10}/month",
+        f"  {'routed: total':<22} {_usd(r['monthly_usd']) + '/month' if r['feasible'] else 'n/a (a tier cannot meet the objective)'}",
+        _tier_line("all-tier-2", b["tier2"]),
+        f"  saving: {_usd(plan['saving']['monthly_usd'])}/month ({_pct(plan['saving']['fraction'])})"
+        if r["feasible"] and b["feasible"]
+        else "  saving: n/a",
+        "",
+        f"Simulated latency at peak (client side; {sc['peak_rps']:g} req/s)",
+        f"  {'':<16} {'TTFT p50':>9} {'p95':>8} {'p99':>8}   {'e2e p50':>8} {'p95':>8} {'p99':>8}   {'TPOT p50':>8} {'p99':>8}  unfinished",
+    ]
+    rows = []
+    if r["sim"]:
+        rows += [("routed", r["sim"]["all"]), ("  tier 1", r["sim"]["tier1"]), ("  tier 2", r["sim"]["tier2"])]
+    if b["sim"]:
+        rows.append(("all-large", b["sim"]["all"]))
+    for name, s in rows:
+        out.append(
+            f"  {name:<16} {_s(s['ttft_p50']):>9} {_s(s['ttft_p95']):>8} {_s(s['ttft_p99']):>8}   {_s(s['e2e_p50']):>8} "
+            f"{_s(s['e2e_p95']):>8} {_s(s['e2e_p99']):>8}   {_s(s['tpot_p50']):>8} {_s(s['tpot_p99']):>8}  {s['unfinished']}/{s['requests']}"
+        )
+    return "\n".join(out)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.0f}%"
+
+
+def _clean(x):
+    """NaN (a cost or saving of an infeasible topology) as null: the file stays strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def write_json(plan: dict, path: str | Path) -> None:
+    write_atomic(path, [json.dumps(_clean(plan), indent=1, allow_nan=False), "\n"])
