@@ -55,7 +55,8 @@ def test_informative_ratings_get_a_weight_and_beat_the_embedding_score_out_of_fo
     informative = np.clip(0.3 + 0.4 * p.y + rng.normal(0, 0.1, len(p.y)), 0, 1)  # knows what the embedding cannot
     h = fitted(setup, informative)
     f = h.fit
-    assert h.fitted and f["used"] and h.llm_weight > 0 and h.band > 0
+    assert h.fitted and f["used"] and h.llm_weight > 0 and h.band > 0 and f["p_value"] <= 0.05
+    assert f["gain"] > f["shuffled_ratings_gain"]["max"]
     assert f["apgr_with_llm_cv"]["own APGR"] > f["apgr_without_llm"]["own APGR"] + 0.05
     assert f["model"] == "judge-x" and f["rows"] == len(p.y)
     router = Router(art.model_copy(update={"hybrid": h}), fake)
@@ -68,11 +69,19 @@ def test_ratings_that_add_nothing_get_weight_zero_and_are_never_asked(setup):
     noise = np.random.default_rng(2).random(len(p.y))
     h = fitted(setup, noise)
     assert h.fitted and not h.fit["used"] and h.llm_weight == 0.0
-    assert "added nothing" in h.fit["note"]
+    assert "added nothing" in h.fit["note"] and h.fit["p_value"] > 0.05
     router = Router(art.model_copy(update={"hybrid": h}), fake)
     assert not router.wants_llm(float(art.quantile_of(art.threshold)))
     # the default artifact says its hybrid was not fitted
     assert not art.hybrid.fitted and "not fitted" in art.hybrid.fit["note"]
+
+
+def test_noise_of_any_draw_is_not_mistaken_for_signal(setup):
+    """Choosing band and weight finds some gain in noise; the permutation test must not keep it."""
+    p = setup[0]
+    for seed in range(10, 15):
+        h = fitted(setup, np.random.default_rng(seed).random(len(p.y)))
+        assert h.llm_weight == 0.0, (seed, h.fit["gain"], h.fit["p_value"])
 
 
 def test_blend_moves_only_scores_inside_the_band():

@@ -9,9 +9,11 @@ traffic quantiles) of the threshold -- and then uses ``score + weight * (rating 
 * the centre is the median rating of the rows a fold fits on (the LLM's "no opinion");
 * band and weight are chosen on a grid by APGR (the mean over sources) inside each fold of a
   cross-validation, and applied to the held-out fold: the with-LLM figure is out of fold too;
-* the LLM is kept (weight > 0) only if that figure beats the embedding score alone by more than one
-  bootstrap standard error of the paired difference. Otherwise the weight is 0 -- the router never
-  consults it -- and the artifact says why.
+* the LLM is kept (weight > 0) only if that out-of-fold gain over the embedding score alone beats the
+  gain the same procedure finds with the ratings shuffled across prompts, every time in 19 shuffles
+  (a permutation test, p <= 0.05): choosing a band and a weight finds some "gain" even in noise (with a
+  one-standard-error rule, 6 of 20 shuffles of real ratings passed). Otherwise the weight is 0 -- the
+  router never consults it -- and the artifact says why.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from __future__ import annotations
 import numpy as np
 
 from app.routing.artifact import Hybrid
-from app.routing.calibrate import SELECTION_Z, Prepared, evaluate_scores, folds, selection_score
+from app.routing.calibrate import Prepared, evaluate_scores, folds, selection_score
 from app.routing.metrics import bootstrap
 from app.routing.scorers import RATING_PROMPT_VERSION
 
 BANDS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 WEIGHTS = (0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
 BOOT = 200
+PERMUTATIONS = 19  # shuffled-rating refits: the LLM is kept only if it beats all of them (p <= 0.05)
+ALPHA = 0.05
 
 
 def blend(s: np.ndarray, q: np.ndarray, r: np.ndarray, q_t: float, band: float, weight: float, centre: float) -> np.ndarray:
@@ -52,6 +56,15 @@ def _best(p, rows, s, q, r, q_t) -> tuple[float, float, float]:
     return arg
 
 
+def _cv_blend(p, rows, s, q, r, q_t, n_splits, seed) -> np.ndarray:
+    """Out-of-fold hybrid scores: band and weight chosen on the other folds, applied to each held-out fold."""
+    oof = s.copy()
+    for train, test in folds(p, rows, n_splits, seed):
+        band, w, c = _best(p, rows[train], s[train], q[train], r[train], q_t)
+        oof[test] = blend(s[test], q[test], r[test], q_t, band, w, c)
+    return oof
+
+
 def fit_hybrid(
     p: Prepared,
     rows: np.ndarray,
@@ -62,17 +75,26 @@ def fit_hybrid(
     model: str,
     n_splits: int = 5,
     seed: int = 0,
+    permutations: int = PERMUTATIONS,
 ) -> Hybrid:
     """The hybrid for ``rows`` (outcome rows with a rating); ``scores``, ``quantiles``, ``ratings`` align with them."""
     if len(rows) < 50:
         raise ValueError(f"router LLM: {len(rows)} rated prompts with outcomes are too few to fit the hybrid (need >= 50)")
     s, q, r = (np.asarray(a, dtype=float) for a in (scores, quantiles, ratings))
-    oof = s.copy()
-    for train, test in folds(p, rows, n_splits, seed):
-        band, w, c = _best(p, rows[train], s[train], q[train], r[train], threshold_quantile)
-        oof[test] = blend(s[test], q[test], r[test], threshold_quantile, band, w, c)
+    oof = _cv_blend(p, rows, s, q, r, threshold_quantile, n_splits, seed)
     without, with_llm = evaluate_scores(p, s, rows), evaluate_scores(p, oof, rows)
     gain = selection_score(with_llm) - selection_score(without)
+    # The same procedure on ratings shuffled across prompts (no information, the same distribution): how much
+    # "gain" choosing a band and weight finds in noise. The LLM is kept only if its gain beats all of them.
+    rng = np.random.default_rng(seed)
+    null = np.array(
+        [
+            selection_score(evaluate_scores(p, _cv_blend(p, rows, s, q, rng.permutation(r), threshold_quantile, n_splits, seed), rows))
+            - selection_score(without)
+            for _ in range(permutations)
+        ]
+    )
+    p_value = float((1 + (null >= gain).sum()) / (permutations + 1))
 
     def diff(i):
         try:
@@ -81,20 +103,24 @@ def fit_hybrid(
             return None
 
     se = float(np.std(bootstrap(len(rows), diff, BOOT, seed)))
-    used = gain > SELECTION_Z * se and gain > 0
+    used = gain > 0 and p_value <= ALPHA
     fit = {
         "model": model, "prompt_version": RATING_PROMPT_VERSION, "rows": int(len(rows)),
-        "apgr_without_llm": without, "apgr_with_llm_cv": with_llm, "gain": gain, "gain_se": se, "used": used,
-        "rating_median": float(np.median(r)), "rating_spread": float(np.std(r)),
+        "apgr_without_llm": without, "apgr_with_llm_cv": with_llm, "gain": gain, "gain_se": se,
+        "shuffled_ratings_gain": {"mean": float(null.mean()), "max": float(null.max()), "n": permutations},
+        "p_value": p_value, "used": used, "rating_median": float(np.median(r)), "rating_spread": float(np.std(r)),
     }  # fmt: skip
     if not used:
         fit["note"] = (
-            f"the router LLM's ratings added nothing out of fold (gain {gain:+.3f}, standard error {se:.3f}): "
-            "weight 0, the router never consults it"
+            f"the router LLM's ratings added nothing out of fold beyond what shuffled ratings add (gain {gain:+.3f}, "
+            f"shuffled up to {null.max():+.3f}, p = {p_value:.2f}): weight 0, the router never consults it"
         )
         return Hybrid(band=0.0, llm_weight=0.0, llm_center=float(np.median(r)), fitted=True, fit=fit)
     band, w, c = _best(p, rows, s, q, r, threshold_quantile)
-    fit["note"] = f"band {band}, weight {w}, centre {c:.3f} chosen on all rated rows; the figures above are out of fold"
+    fit["note"] = (
+        f"band {band}, weight {w}, centre {c:.3f} chosen on all rated rows; gain out of fold beats every shuffled "
+        f"rating (p = {p_value:.2f})"
+    )
     return Hybrid(band=band, llm_weight=w, llm_center=c, fitted=True, fit=fit)
 
 
@@ -117,5 +143,5 @@ def format_fit(h: Hybrid) -> str:
     cols = sorted(f["apgr_without_llm"])
     lines = [f"router LLM {f['model']} on {f['rows']} prompts with outcomes (prompt {f['prompt_version']}):"]
     lines += [f"   {c:<28} without {f['apgr_without_llm'][c]:.3f}   with (out of fold) {f['apgr_with_llm_cv'][c]:.3f}" for c in cols]
-    lines.append(f"   gain {f['gain']:+.3f} (standard error {f['gain_se']:.3f}) -> {f['note']}")
+    lines.append(f"   gain {f['gain']:+.3f} (standard error {f['gain_se']:.3f}; shuffled ratings up to {f['shuffled_ratings_gain']['max']:+.3f}) -> {f['note']}")
     return "\n".join(lines)
