@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from app.routing.endpoint import api_key_from_env
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -191,7 +193,7 @@ def cmd_calibrate(args) -> int:
         raise ValueError("--router-llm and --endpoint go together")
     if args.router_llm_limit < 50:
         raise ValueError(f"--router-llm-limit must be at least 50, got {args.router_llm_limit}")
-    key = _api_key(args.api_key_env)
+    key = api_key_from_env(args.api_key_env)
     ds = _load_data(args.data, _pair(args))
     for path in args.exemplars:
         ds = ds.extend(load_file(path))
@@ -221,15 +223,6 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def _api_key(env: str | None) -> str | None:
-    if not env:
-        return None
-    key = os.environ.get(env)
-    if not key:
-        raise ValueError(f"--api-key-env {env}: the environment variable is not set")
-    return key
-
-
 def _fit_hybrid(args, art, prepared, oof, key):
     """The artifact with its router-LLM hybrid fitted on ratings of its outcome rows (``calibrate --router-llm``)."""
     import asyncio
@@ -246,7 +239,6 @@ def _fit_hybrid(args, art, prepared, oof, key):
     texts = [prepared.texts[i] for i in rows]
     cache = RatingCache(args.rating_cache or f"{args.output}.ratings.jsonl")
     with tqdm(total=len(texts), desc=f"rating with {args.router_llm}", unit="prompt") as bar:
-        bar.update(sum(cache.get(args.router_llm, t) is not None for t in texts))
         ratings, report = asyncio.run(
             rate_texts(texts, args.router_llm, args.endpoint, cache, key, args.concurrency, progress=bar)
         )
@@ -330,7 +322,7 @@ def cmd_label(args) -> int:
         raise ValueError(f"--input {args.input}: no such file")
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be >= 1")
-    key = _api_key(args.api_key_env)
+    key = api_key_from_env(args.api_key_env)
     cfg = LabelConfig(
         endpoint=args.endpoint, tier1_model=args.tier1, tier2_model=args.tier2, judge_model=args.judge, api_key=key,
         max_tokens=args.max_tokens, concurrency=args.concurrency, tier1_price=args.tier1_price, tier2_price=args.tier2_price,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -116,15 +115,6 @@ class LoadTestConfig(BaseModel):
     def levels(self) -> list[float]:
         """The load levels; none when only the router's capacity is measured."""
         return list(self.rates if self.rates is not None else self.concurrencies or [])
-
-
-def api_key_from_env(var: str | None) -> str | None:
-    if not var:
-        return None
-    key = os.environ.get(var)
-    if not key:
-        raise ValueError(f"--api-key-env {var}: the environment variable is not set")
-    return key
 
 
 def make_config(**fields) -> LoadTestConfig:

@@ -21,6 +21,7 @@ from app.loadtest.hostcpu import cpu_info
 from app.loadtest.mix import chat_body, load_mix, route_body
 from app.loadtest.runner import closed_loop, open_loop
 from app.loadtest.stats import summarize
+from app.routing.endpoint import auth_headers
 
 ALL_TIER2, ROUTED = "all-tier2", "routed"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -80,7 +81,7 @@ async def run_session(cfg: LoadTestConfig, log=print, transport: httpx.AsyncBase
     """``transport``: httpx's default (the network) unless given."""
     mix = load_mix(cfg.input, cfg.seed, cfg.limit, cfg.skip_invalid)
     host = cpu_info()
-    headers = {"authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+    headers = auth_headers(cfg.api_key)
     most = max(int(max(cfg.levels, default=1)) if cfg.loop == "closed" else cfg.max_outstanding, cfg.route_concurrency if cfg.route_capacity else 1)
     limits = httpx.Limits(max_connections=most, max_keepalive_connections=most)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -83,14 +83,15 @@ def fit_hybrid(
     s, q, r = (np.asarray(a, dtype=float) for a in (scores, quantiles, ratings))
     oof = _cv_blend(p, rows, s, q, r, threshold_quantile, n_splits, seed)
     without, with_llm = evaluate_scores(p, s, rows), evaluate_scores(p, oof, rows)
-    gain = selection_score(with_llm) - selection_score(without)
+    base = selection_score(without)
+    gain = selection_score(with_llm) - base
     # The same procedure on ratings shuffled across prompts (no information, the same distribution): how much
     # "gain" choosing a band and weight finds in noise. The LLM is kept only if its gain beats all of them.
     rng = np.random.default_rng(seed)
     null = np.array(
         [
             selection_score(evaluate_scores(p, _cv_blend(p, rows, s, q, rng.permutation(r), threshold_quantile, n_splits, seed), rows))
-            - selection_score(without)
+            - base
             for _ in range(permutations)
         ]
     )

@@ -31,6 +31,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from app.routing.batch import read_requests
+from app.routing.endpoint import auth_headers
 
 JUDGE_PROMPT_VERSION = "pairwise-v1"
 CHOICES = ("A", "B", "tie")
@@ -103,7 +104,7 @@ class LabelReport:
 class Labeler:
     def __init__(self, cfg: LabelConfig, transport: httpx.AsyncBaseTransport | None = None):
         self.cfg = cfg
-        headers = {"authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+        headers = auth_headers(cfg.api_key)
         self._client_args = {"base_url": cfg.endpoint, "timeout": cfg.timeout_s, "headers": headers, "transport": transport}
 
     async def _chat(self, client: httpx.AsyncClient, model: str, messages: list[dict], **extra) -> tuple[str, dict]:

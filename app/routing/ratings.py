@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from app.routing.endpoint import auth_headers
 from app.routing.scorers import RATING_PROMPT_VERSION, rating_of_choice, rating_request
 
 
@@ -75,9 +76,11 @@ async def rate_texts(
     report = RatingReport()
     out: list[float | None] = [cache.get(model, t) for t in texts]
     report.cached = sum(r is not None for r in out)
+    if progress is not None:
+        progress.update(report.cached)
     todo = [i for i, r in enumerate(out) if r is None]
     sem = asyncio.Semaphore(concurrency)
-    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = auth_headers(api_key)
     cache.path.parent.mkdir(parents=True, exist_ok=True)
     async with httpx.AsyncClient(base_url=endpoint, timeout=timeout_s, headers=headers, transport=transport) as client:
         with cache.path.open("a", encoding="utf-8") as f:

@@ -81,11 +81,7 @@ def shadow_of(cfg: AppConfig, tiers: Tiers, metrics: Metrics) -> Shadow | None:
         replica = str(os.getpid())
     path = Path(spec.outcomes_path)
     log = OutcomeLog(path.with_name(f"{path.stem}-{replica}{path.suffix}"), spec.max_bytes, spec.backups)
-
-    async def ask(tier: int, messages: list[dict], max_tokens: int, extra: dict):
-        return await tiers.ask(tier, messages, max_tokens, extra, spec.timeout_s)
-
-    return Shadow(spec, tiers.model, ask, log, metrics.shadow)
+    return Shadow(spec, tiers.model, tiers.ask, log, metrics.shadow)  # a job's calls are bounded by its timeout_s
 
 
 @serve.deployment
@@ -213,15 +209,16 @@ class Ingress:
             return JSONResponse(body, headers=headers)
         first, rest = out
         collected: list[str] | None = [] if shadowed and served.reason == "routed" else None
+        routed = p.routed_field(served)
 
         def on_end(usage, error):
             self.active -= 1
             self._record(rid, served, tier_ms, usage, text_logged)
             if collected is not None and error is None:
-                self.shadow.offer(served.tier, messages, "".join(collected), usage, p.routed_field(served))
+                self.shadow.offer(served.tier, messages, "".join(collected), usage, routed)
 
         left = max(0.001, deadline_s - (time.monotonic() - started))
-        sse = p.tag_sse(first, rest, p.routed_field(served), rid, left, on_end, collected)
+        sse = p.tag_sse(first, rest, routed, rid, left, on_end, collected)
         return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
 
     def _record(self, rid: str, served: p.Served, tier_ms, usage, text) -> None:

@@ -178,14 +178,12 @@ class Shadow:
         try:
             row, spent = await asyncio.wait_for(self._judge(routed_tier, messages, answer, usage, decision), self.spec.timeout_s)
         except asyncio.TimeoutError:
-            self._failed("timeout")
-            HourBudget.settle(entry, entry[1])  # a job given up on keeps its reservation: what it used is unknown
+            self._failed("timeout")  # a job given up on keeps its reservation: what it used is unknown
             return
         except Exception as e:
             self._failed("judge" if isinstance(e, JudgeError) else "error")
             logger.warning("shadow: a job failed (%s)", type(e).__name__)  # no exception text: it may quote the prompt
-            HourBudget.settle(entry, entry[1])
-            return
+            return  # keeps its reservation too
         HourBudget.settle(entry, spent)
         self.log.write(row)
         ok = row["weak"] >= row["strong"]

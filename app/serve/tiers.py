@@ -90,13 +90,14 @@ class Tiers:
         self._raise_on_error(tier, first[0] if isinstance(first, list) and first else first, request)
         return first if isinstance(first, list) else [first], gen
 
-    async def ask(self, tier: int, messages: list[dict], max_tokens: int, extra: dict, timeout_s: float | None = None) -> tuple[str, dict]:
+    async def ask(self, tier: int, messages: list[dict], max_tokens: int, extra: dict) -> tuple[str, dict]:
         """An internal chat request to ``tier`` (shadow evaluation), not a client's: (answer text, usage).
 
-        No client headers go along and it is not counted as forwarded; any failure raises.
+        No client headers go along and it is not counted as forwarded; any failure raises. Unbounded here:
+        the caller bounds it, and cancelling the awaiting task cancels the call on the tier.
         """
         req = ChatCompletionRequest(model=self.model[tier], messages=messages, max_tokens=max_tokens, **extra)
-        resp = await within(self._unary[tier, "chat"].remote(req, None), timeout_s)
+        resp = await within(self._unary[tier, "chat"].remote(req, None), None)
         if isinstance(resp, ErrorResponse):
             raise RuntimeError(f"tier {tier} answered an error")
         return resp.choices[0].message.content or "", resp.usage.model_dump() if resp.usage else {}
