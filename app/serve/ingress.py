@@ -215,6 +215,8 @@ class Ingress:
             self.active -= 1
             self._record(rid, served, tier_ms, usage, text_logged)
             if collected is not None and error is None:
+                # a stream carries usage only when the client asked for it; else each content delta is a token
+                usage = usage or {"completion_tokens": sum(1 for d in collected if d)}
                 self.shadow.offer(served.tier, messages, "".join(collected), usage, routed)
 
         left = max(0.001, deadline_s - (time.monotonic() - started))
