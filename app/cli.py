@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         "calibrate",
         help="build a calibration artifact from labelled prompts",
         description="Embed labelled prompts; per kind of traffic (each source with outcomes, and 'chat' for label-only "
-        "sources) choose an expert (prompt length, logistic regression, kNN+length) by cross-validation, preferring the "
+        "sources) choose an expert (prompt length, logistic regression, topic rates+length, kNN+length) by cross-validation, preferring the "
         "simpler one, calibrate it to P(needs the large model), fit a gate between kinds, report nested cross-validated "
         "figures per source beside prompt length and random, and set the threshold on a stated traffic mix or on your "
         "own traffic (--traffic). Data: a directory laid out like ../shared/data, or JSONL/CSV files with 'prompt' "
@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--tier2-share", type=float, help="target share of tier-2 traffic (default 0.15)")
     target.add_argument("--recover", type=float, help="instead: smallest tier-2 share that recovers this share of the quality gap")
     c.add_argument(
+        "--min-source-share",
+        type=float,
+        default=0.0,
+        help="on the calibration mix: lower the threshold where needed so that every source gets at least this tier-2 "
+        "share (the default artifact uses 0.08); not with --traffic",
+    )
+    c.add_argument(
         "--traffic",
         help="your own unlabelled traffic (JSONL of prompts or messages, as `score` reads): set the threshold so that "
         "--tier2-share of it goes to tier 2, instead of on the calibration mix",
@@ -58,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, help="where to write the artifact (JSON)")
     c.add_argument("--embedding-model", default=None, help="sentence-transformers model id or path (default all-MiniLM-L6-v2)")
     c.add_argument("--prefix", default="", help="task prefix for the embedding model, e.g. 'classification: '")
-    c.add_argument("--family", choices=["length", "logistic", "knn"], help="force one expert family for every kind")
+    c.add_argument("--family", choices=["length", "logistic", "topic", "knn"], help="force one expert family for every kind")
     c.add_argument(
         "--label-prior", type=float, default=0.15,
         help="label-only kinds (simple/complex exemplars) have no outcome rate: their mean P(needs the large model) (default 0.15)",
@@ -184,6 +191,10 @@ def cmd_calibrate(args) -> int:
         v = getattr(args, name)
         if v is not None and not 0.0 < v < 1.0:
             raise ValueError(f"--{name.replace('_', '-')} must be between 0 and 1, got {v}")
+    if not 0.0 <= args.min_source_share < 1.0:
+        raise ValueError(f"--min-source-share must be in [0, 1), got {args.min_source_share}")
+    if args.traffic and args.min_source_share:
+        raise ValueError("--min-source-share sets a floor on the calibration mix; --traffic sets the threshold on your traffic instead")
     if args.traffic and args.recover is not None:
         raise ValueError("--traffic sets a tier-2 share on unlabelled traffic; use it with --tier2-share, not --recover")
     if args.folds < 3:
@@ -202,7 +213,7 @@ def cmd_calibrate(args) -> int:
     prepared = prepare(ds, embedder)
     fit = fit_router(prepared, np.arange(len(ds)), args.folds, args.seed, args.family, args.label_prior)
     evaluation = nested_cv(prepared, args.folds, args.folds - 1, args.seed, args.family, args.label_prior, plain=fit.choices)
-    art = build_artifact(prepared, embedder, fit, evaluation, args.tier2_share, args.recover, args.label_prior)
+    art = build_artifact(prepared, embedder, fit, evaluation, args.tier2_share, args.recover, args.label_prior, args.min_source_share)
     if traffic is not None:
         scores = Router(art, embedder).score_texts(traffic, progress=True).score
         share = 0.15 if args.tier2_share is None else args.tier2_share

@@ -56,7 +56,7 @@ def main() -> int:
     print(f"{'chat expert':<26}" + "".join(f"{n:>34}" for n in PAIRS) + f"{'probe AUC':>11}")
     print(f"{'(APGR; lift over length [90% CI])':<26}")
     splits = folds(p, rows, 5, 0)
-    for c in candidates():
+    for c in (c for c in candidates() if c.family != "topic"):  # label-only chat rows name no topics
         raw = np.zeros(len(rows))
         for tr, te in splits:
             raw[te] = fit_candidate(p, rows[tr], c).raw(p.emb[rows[te]], p.feats[rows[te]])

@@ -1,6 +1,7 @@
 """Calibration on small synthetic datasets (fake embedder: a unit-test double)."""
 
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -9,17 +10,21 @@ from app.routing.artifact import ArtifactError, load_artifact
 from app.routing.calibrate import (
     build_artifact,
     choose_expert,
+    fit_candidate,
     fit_platt,
+    fit_topic,
     fit_router,
     mix_weights,
     nested_cv,
     prepare,
     set_operating_point,
+    topics_of,
     weighted_quantiles,
 )
 from app.routing.data import Dataset, Example
 from app.routing.router import Router
 from app.routing.scorers import platt
+from conftest import FakeEmbedder
 
 
 def synthetic(n=120, seed=0, source="synth"):
@@ -53,8 +58,6 @@ def labelled(n=60):
 
 @pytest.fixture(scope="module")
 def fake():
-    from conftest import FakeEmbedder
-
     return FakeEmbedder()
 
 
@@ -245,3 +248,105 @@ def test_mix_weights_give_each_kind_then_each_source_equal_weight(fake):
     x = np.array([0.0] * 90 + [1.0] * 10)
     wq = np.array([1 / 90] * 90 + [1 / 10] * 10)
     assert weighted_quantiles(x, wq, np.array([0.25, 0.75])).tolist() == [0.0, 1.0]
+
+
+class TopicEmbedder(FakeEmbedder):
+    """Unit-test double: a prompt about topic j points along axis j (plus noise); nothing else is embedded."""
+
+    model_id = "test/topic-embedder"
+
+    def encode(self, texts, progress=False):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            v = np.random.default_rng(zlib.crc32(t.encode())).normal(0, 0.25, self.dim)
+            v[int(t.split("topic-")[1][0])] += 1.0
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+
+def topical(n=360, seed=2, groups=True):
+    """Six topics; prompts of topics 0 and 1 need the strong model 60% of the time, the others 5%;
+    length is random. Rows name their topic (the MMLU subject, say) when ``groups``."""
+    rng = np.random.default_rng(seed)
+    ex = []
+    for i in range(n):
+        t = i % 6
+        needs = rng.random() < (0.6 if t < 2 else 0.05)
+        text = f"question {i} on topic-{t} " + "word " * int(rng.integers(1, 40))
+        ex.append(Example(text=text, source="quiz", group=f"subject{t}" if groups else "", weak=float(not needs), strong=1.0))
+    return Dataset(ex, {"quiz": "0"})
+
+
+def test_topic_expert_learns_the_rate_of_each_topic(tmp_path):
+    emb = TopicEmbedder()
+    p = prepare(topical(), emb, progress=False)
+    rows = np.arange(len(p.y))
+    assert topics_of(p, rows) == [f"subject{t}" for t in range(6)]
+    choice = choose_expert(p, rows, 3, 0)
+    table = choice.table
+    assert {"topic length=0.25", "topic length=0.5"} <= set(table)
+    # the topic carries the signal and length none: the topic expert beats length clearly, and the
+    # rule picks it over the more flexible kNN unless kNN is clearly better
+    assert table["topic length=0.25"]["quiz APGR"] > table["length"]["quiz APGR"] + 0.2
+    assert choice.chosen.family in ("topic", "logistic")
+    only = choose_expert(p, rows, 3, 0, family="topic")
+    scorer = fit_candidate(p, rows, only.chosen)
+    assert scorer.topics == [f"subject{t}" for t in range(6)]
+    # smoothed rates: the hard topics' near 0.6, the easy ones' near 0.05, shrunk towards the mean
+    assert all(0.4 < r < 0.65 for r in scorer.rates[:2]) and all(r < 0.15 for r in scorer.rates[2:])
+    # the topic probabilities are the classifier's, also with two topics (sklearn keeps one row of coefficients then)
+    from app.routing.calibrate import topic_model
+
+    two = rows[np.isin(p.group, ["subject0", "subject3"])]
+    pair = fit_topic(p, two, 0.25)
+    assert pair.coef.shape == (2, emb.dim)
+    np.testing.assert_allclose(pair.topic_probs(p.emb[:12]), topic_model(p, two).predict_proba(p.emb[:12]), atol=1e-5)
+    # stored in an artifact, read back, it scores a hard-topic prompt above an easy one
+    fit = fit_router(p, rows, n_splits=3, family="topic")
+    ev = nested_cv(p, 3, 2, family="topic", plain=fit.choices, progress=False)
+    art = load_artifact(build_artifact(p, emb, fit, ev, tier2_share=0.3).save(tmp_path / "t.json"))
+    assert art.scorer.experts["quiz"].model.family == "topic"
+    s = Router(art, emb).score_texts(["question x on topic-1 word word", "question x on topic-4 word word"]).score
+    assert s[0] > s[1] + 0.2
+    assert ev.report["quiz"]["router"] > ev.report["quiz"]["prompt length"] + 0.2
+
+
+def test_topic_expert_only_where_outcome_rows_name_topics(fake):
+    emb = TopicEmbedder()
+    p = prepare(topical(groups=False), emb, progress=False)
+    rows = np.arange(len(p.y))
+    assert topics_of(p, rows) == []
+    assert not any(name.startswith("topic") for name in choose_expert(p, rows, 3, 0).table)
+    with pytest.raises(ValueError, match="kind 'quiz' has no topics"):
+        choose_expert(p, rows, 3, 0, family="topic")
+    # label-only rows: their categories were written per label, never topics
+    cats = Dataset([Example(text=f"t {i}", source="exemplars", group=f"c{i % 2}", label=i % 2) for i in range(60)], {})
+    pc = prepare(cats, fake, progress=False)
+    assert topics_of(pc, np.arange(60)) == []
+
+
+def test_topic_params_must_match_their_centroids():
+    from pydantic import ValidationError
+
+    from app.routing.artifact import B64Array, TopicParams
+
+    ok = dict(topics=["a", "b"], coef=B64Array.of(np.eye(2)), intercept=[0.0, 0.0], rates=[0.1, 0.6], length_weight=0.25, length_mean=2.0, length_std=1.0)
+    assert TopicParams(**ok).rates == [0.1, 0.6]
+    with pytest.raises(ValidationError, match="coef rows"):
+        TopicParams(**{**ok, "coef": B64Array.of(np.eye(3))})
+    with pytest.raises(ValidationError, match="strictly between 0 and 1"):
+        TopicParams(**{**ok, "rates": [0.0, 0.6]})
+
+
+def test_min_source_share_lowers_the_threshold_only_where_a_source_is_starved(built, fake):
+    p, fit, ev = built
+    plain = build_artifact(p, fake, fit, ev, tier2_share=0.05)
+    shares = plain.operating_point["tier2_share_by_source"]
+    assert min(shares.values()) < 0.2  # at 5% of the mix some source gets less than 20%
+    floored = build_artifact(p, fake, fit, ev, tier2_share=0.05, min_source_share=0.2)
+    assert all(v >= 0.2 for v in floored.operating_point["tier2_share_by_source"].values())
+    assert floored.threshold < plain.threshold and floored.tier2_share > plain.tier2_share
+    assert floored.operating_point["target"] == {"tier2_share": 0.05, "min_source_share": 0.2}
+    # a floor every source already clears changes nothing
+    same = build_artifact(p, fake, fit, ev, tier2_share=0.05, min_source_share=min(shares.values()) / 2)
+    assert same.threshold == plain.threshold

@@ -99,6 +99,10 @@ def test_calibrate_rejects_bad_targets_and_data(tmp_path, capsys):
     data = write_lines(tmp_path / "d.jsonl", [json.dumps({"prompt": "a", "label": "simple"})])
     code, _, err = run(capsys, "calibrate", "--data", str(data), "--tier2-share", "1.5", "--output", str(tmp_path / "a.json"))
     assert code == 2 and "--tier2-share must be between 0 and 1" in err
+    code, _, err = run(capsys, "calibrate", "--data", str(data), "--min-source-share", "1.2", "--output", str(tmp_path / "a.json"))
+    assert code == 2 and "--min-source-share must be in [0, 1)" in err
+    code, _, err = run(capsys, "calibrate", "--data", str(data), "--min-source-share", "0.1", "--traffic", str(data), "--output", str(tmp_path / "a.json"))
+    assert code == 2 and "--min-source-share sets a floor on the calibration mix" in err
     bad = write_lines(tmp_path / "bad.jsonl", [json.dumps({"prompt": "a"})])
     code, _, err = run(capsys, "calibrate", "--data", str(bad), "--output", str(tmp_path / "a.json"))
     assert code == 2 and f"{bad}:1" in err
@@ -141,6 +145,15 @@ def test_route_prints_a_full_decision(capsys):
 def test_default_artifact_matches_packaged_embedder():
     art = load_artifact(DEFAULT_ARTIFACT)
     assert art.embedder.model_id == "sentence-transformers/all-MiniLM-L6-v2" and art.embedder.dim == 384
+
+
+def test_default_operating_point_starves_no_kind_with_outcomes():
+    """The issue's bounds: MMLU-style and GSM8K-style traffic each get 5-40% tier 2 at the default threshold."""
+    art = load_artifact(DEFAULT_ARTIFACT)
+    shares = art.operating_point["tier2_share_by_source"]
+    for source in ("mmlu", "gsm8k", "gsm8k:gpt3-6b-vs-175b"):
+        assert 0.05 <= shares[source] <= 0.40, (source, shares[source])
+    assert art.operating_point["target"]["min_source_share"] >= 0.05
 
 
 def test_shipped_router_ranks_clear_cases_and_handles_messages():

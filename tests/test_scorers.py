@@ -107,3 +107,21 @@ def test_length_expert_ranks_like_the_prompt_length_baseline():
     texts = ["hi", "a somewhat longer prompt", "x" * 500, "what is 2+2?"]
     raw = LengthScorer().raw(np.zeros((4, 3)), feature_matrix(texts))
     assert np.argsort(raw).tolist() == np.argsort(length_scores(texts)).tolist()
+
+
+def test_topic_scorer_matches_formula():
+    from app.routing.scorers import TopicScorer, logit
+
+    coef = np.array([[2.0, 0.0], [0.0, 2.0]])
+    t = TopicScorer(coef, np.array([0.0, -0.5]), np.array([0.8, 0.1]), length_weight=0.5, length_mean=1.0, length_std=2.0)
+    feats = np.zeros((1, len(FEATURE_NAMES)))
+    feats[0, WORDS] = 5.0  # z = 2
+    e = np.array([[0.6, 0.8]])
+    p = np.exp([1.2, 1.1]) / np.exp([1.2, 1.1]).sum()  # softmax(e @ coef.T + intercept)
+    assert t.topic_probs(e)[0] == pytest.approx(p)
+    assert t.raw(e, feats)[0] == pytest.approx(float(logit(p @ [0.8, 0.1])) + 0.5 * 2.0)
+    # a prompt on the hard topic scores above one on the easy topic at the same length
+    both = t.raw(np.array([[1.0, 0.0], [0.0, 1.0]]), np.vstack([feats, feats]))
+    assert both[0] > both[1]
+    with pytest.raises(ValueError, match="at least two topics"):
+        TopicScorer(coef[:1], np.array([0.0]), np.array([0.5]), 0.0, 0.0, 1.0)

@@ -2,7 +2,7 @@
 
 It records the embedding model it was built with (id, dimension, prefix), the
 centroids (a reported signal), the scorer -- a gate that tells which kind of
-traffic a prompt resembles and, per kind, an expert (length, logistic or kNN)
+traffic a prompt resembles and, per kind, an expert (length, logistic, topic or kNN)
 calibrated to the probability that the prompt needs the large model --, the
 hybrid LLM weight and band, the threshold with the traffic it was set on, and
 how it was built (command, data checksums, nested and plain cross-validation). Arrays are stored as base64 little-endian float16/32.
@@ -68,6 +68,31 @@ class KnnParams(BaseModel):
     labels: B64Array  # (n,) training labels in {0, 1}
 
 
+class TopicParams(BaseModel):
+    """Rates of the topics a prompt resembles (e.g. MMLU subjects), plus a length term."""
+
+    model_config = ConfigDict(extra="forbid")
+    family: Literal["topic"] = "topic"
+    topics: list[str] = Field(min_length=2, description="the calibration rows' group (subject, category) of each topic")
+    coef: B64Array  # (topics, dim): P(topic | prompt) = softmax(embedding @ coef.T + intercept)
+    intercept: list[float]
+    rates: list[float] = Field(description="each topic's smoothed share of prompts that needed the large model")
+    length_weight: float
+    length_mean: float
+    length_std: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _one_rate_per_topic(self):
+        n = len(self.topics)
+        if len(self.coef.shape) != 2 or not (len(self.intercept) == len(self.rates) == self.coef.shape[0] == n):
+            raise ValueError(
+                f"topics ({n}), intercept ({len(self.intercept)}), rates ({len(self.rates)}) and coef rows {self.coef.shape} must match"
+            )
+        if not all(0.0 < r < 1.0 for r in self.rates):
+            raise ValueError("rates must lie strictly between 0 and 1")
+        return self
+
+
 class LogisticParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     family: Literal["logistic"] = "logistic"
@@ -89,7 +114,7 @@ class Expert(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     candidate: str = Field(description="the calibration candidate it was chosen as, e.g. 'knn k=100 length=0.5'")
-    model: KnnParams | LogisticParams | LengthParams = Field(discriminator="family")
+    model: KnnParams | TopicParams | LogisticParams | LengthParams = Field(discriminator="family")
     platt: tuple[float, float] = Field(description="P(needs the large model) = sigmoid(a * raw + b)")
     outcomes: bool = Field(description="calibrated on weak/strong outcomes (else on simple/complex labels, scaled to label_prior)")
 

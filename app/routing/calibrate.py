@@ -6,8 +6,10 @@
    traffic); label-only sources (simple/complex exemplars, Arena-Hard's
    one-sided "hard" prompts) together form the kind ``chat``.
 2. Per kind, a few candidates: prompt length alone; logistic regression on the
-   embedding and cheap features; a kNN vote of the kind's labelled prompts plus
-   a length term. Each is cross-validated on the kind's rows (APGR per source
+   embedding and cheap features; where the kind's outcome rows name their
+   topic (``group``/``category``, e.g. the MMLU subject), the rate of the topics
+   a prompt resembles plus a length term; a kNN vote of the kind's labelled
+   prompts plus a length term. Each is cross-validated on the kind's rows (APGR per source
    with outcomes, ROC AUC per label-only source; the mean over the kind's
    sources). The choice prefers the simpler model: the simplest candidate whose
    shortfall from the best one is inside the best one's 90% bootstrap interval
@@ -34,9 +36,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import brentq
@@ -59,18 +62,23 @@ from app.routing.artifact import (
     KnnParams,
     LengthParams,
     LogisticParams,
+    TopicParams,
 )
 from app.routing.data import Dataset, Example
 from app.routing.embed import Embedder
 from app.routing.metrics import bootstrap, curve, length_scores, lift_interval, random_baseline, summarize
 from app.routing.router import KindsScorer
-from app.routing.scorers import WORDS, KnnScorer, LengthScorer, LogisticScorer, sigmoid
+from app.routing.scorers import WORDS, KnnScorer, LengthScorer, LogisticScorer, TopicScorer, sigmoid
 from app.routing.text import feature_matrix
 
 CHAT = "chat"  # the kind of every label-only source
 KNN_GRID = [(k, b) for k in (30, 100, 300) for b in (0.25, 0.5)]
 KNN_TEMPERATURE = 10.0
 LOGISTIC_GRID = (0.003, 0.01, 0.1)
+TOPIC_GRID = (0.25, 0.5)  # length weights of the topic expert
+TOPIC_C = 10.0  # of the multinomial logistic regression that tells a prompt's topic
+TOPIC_MIN_ROWS = 10  # a group needs this many rows to be a topic
+TOPIC_SMOOTHING = 10.0  # a topic's rate is shrunk towards the kind's rate as if it had this many more rows
 GATE_C = 1.0
 MIN_PLATT_SLOPE = 0.01  # per standard deviation of the raw score
 LABEL_PRIOR = 0.15
@@ -92,15 +100,18 @@ class Candidate:
 
 def candidates(family: str | None = None) -> list[Candidate]:
     """The candidates, simplest first: the length rule (one feature), logistic regression from the
-    strongest regularisation down, then kNN (the most flexible; more neighbours average more)."""
+    strongest regularisation down, the topic expert (a rate per topic; only where rows name topics),
+    then kNN (the most flexible; more neighbours average more)."""
     out = [Candidate("length", "length", 0)]
     out += [Candidate(f"logistic C={C}", "logistic", 1 + i, C=C) for i, C in enumerate(LOGISTIC_GRID)]
+    # topics: one rate per topic (tens of parameters that matter), so simpler than kNN
+    out += [Candidate(f"topic length={b}", "topic", 5 + i, length=b) for i, b in enumerate(TOPIC_GRID)]
     # kNN: more neighbours average more, so larger k counts as simpler
     knn = sorted(KNN_GRID, key=lambda kb: (-kb[0], kb[1]))
     out += [Candidate(f"knn k={k} length={b}", "knn", 10 + i, k=k, length=b) for i, (k, b) in enumerate(knn)]
     out = [c for c in out if family is None or c.family == family]
     if not out:
-        raise ValueError(f"--family {family!r}: no such expert family (length, logistic, knn)")
+        raise ValueError(f"--family {family!r}: no such expert family (length, logistic, topic, knn)")
     return out
 
 
@@ -116,6 +127,8 @@ class Prepared:
     kind: np.ndarray
     weak: np.ndarray  # nan where a row has no outcomes
     strong: np.ndarray
+    group: np.ndarray  # each row's group (e.g. the MMLU subject; "" when the data names none)
+    cache: dict = field(default_factory=dict, repr=False)  # models fitted once per set of rows
 
     @property
     def texts(self) -> list[str]:
@@ -139,6 +152,7 @@ def prepare(ds: Dataset, embedder: Embedder, progress: bool = True) -> Prepared:
         np.array([kind_of(e) for e in ds.examples], dtype=object),
         np.array([e.weak if e.has_outcomes else nan for e in ds.examples], dtype=float),
         np.array([e.strong if e.has_outcomes else nan for e in ds.examples], dtype=float),
+        np.array([e.group for e in ds.examples], dtype=object),
     )
 
 
@@ -199,6 +213,43 @@ def fit_knn(p: Prepared, rows: np.ndarray, k: int, length_weight: float) -> KnnS
     return KnnScorer(p.emb[rows], p.y[rows], k, KNN_TEMPERATURE, length_weight, float(col.mean()), float(col.std() or 1.0))
 
 
+def topics_of(p: Prepared, rows: np.ndarray) -> list[str]:
+    """The groups of ``rows`` that can be topics: outcome rows only (a label-only source's groups
+    were written per label), named, with at least TOPIC_MIN_ROWS rows each; [] when fewer than two."""
+    if np.isnan(p.weak[rows]).any():
+        return []
+    names, counts = np.unique(p.group[rows].astype(str), return_counts=True)
+    out = [str(g) for g, n in zip(names, counts) if g and n >= TOPIC_MIN_ROWS]
+    return out if len(out) >= 2 else []
+
+
+def topic_model(p: Prepared, rows: np.ndarray) -> LogisticRegression:
+    """A classifier of the topics of ``rows`` on the embedding; fitted once per set of rows
+    (the topic candidates differ only in their length weight)."""
+    key = ("topic", hashlib.sha1(rows.tobytes()).hexdigest())
+    if key not in p.cache:
+        topics = topics_of(p, rows)
+        if not topics:
+            raise ValueError(f"kind {p.kind[rows[0]]!r}: fewer than two topics of {TOPIC_MIN_ROWS} rows in these rows")
+        group = p.group[rows].astype(str)
+        keep = np.isin(group, topics)
+        p.cache[key] = LogisticRegression(C=TOPIC_C, max_iter=300, tol=1e-3).fit(p.emb[rows[keep]], group[keep])
+    return p.cache[key]
+
+
+def fit_topic(p: Prepared, rows: np.ndarray, length_weight: float) -> TopicScorer:
+    clf = topic_model(p, rows)
+    coef, intercept = clf.coef_, clf.intercept_
+    if len(clf.classes_) == 2:  # sklearn keeps one row for two classes: P(second) = sigmoid(x @ coef + b)
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+    group, y = p.group[rows].astype(str), p.y[rows]
+    rates = [(y[group == t].sum() + TOPIC_SMOOTHING * y.mean()) / ((group == t).sum() + TOPIC_SMOOTHING) for t in clf.classes_]
+    col = p.feats[rows, WORDS]
+    return TopicScorer(
+        coef, intercept, np.array(rates), length_weight, float(col.mean()), float(col.std() or 1.0), [str(t) for t in clf.classes_]
+    )
+
+
 def fit_candidate(p: Prepared, rows: np.ndarray, c: Candidate):
     if len(set(p.y[rows])) < 2:
         raise ValueError(f"calibration data of kind {p.kind[rows[0]]!r} needs both simple and complex (or needs_strong) examples")
@@ -206,10 +257,17 @@ def fit_candidate(p: Prepared, rows: np.ndarray, c: Candidate):
         return LengthScorer()
     if c.family == "logistic":
         return fit_logistic(p, rows, c.C)
+    if c.family == "topic":
+        return fit_topic(p, rows, c.length)
     return fit_knn(p, rows, c.k, c.length)
 
 
-def expert_params(scorer) -> KnnParams | LogisticParams | LengthParams:
+def expert_params(scorer) -> KnnParams | TopicParams | LogisticParams | LengthParams:
+    if isinstance(scorer, TopicScorer):
+        return TopicParams(
+            topics=scorer.topics, coef=B64Array.of(scorer.coef), intercept=scorer.intercept.tolist(), rates=scorer.rates.tolist(),
+            length_weight=scorer.length_weight, length_mean=scorer.length_mean, length_std=scorer.length_std,
+        )  # fmt: skip
     if isinstance(scorer, KnnScorer):
         return KnnParams(
             k=scorer.k, temperature=scorer.temperature, length_weight=scorer.length_weight, length_mean=scorer.length_mean,
@@ -240,7 +298,13 @@ def choose_expert(p: Prepared, rows: np.ndarray, n_splits: int, seed: int, famil
     # parameter-free length rule), so a source's prompts are ranked within their fold.
     group = np.char.add(p.src[rows].astype(str), fold.astype(str))
     oof, ranked = {}, {}
-    for c in candidates(family):
+    usable = [c for c in candidates(family) if c.family != "topic" or topics_of(p, rows)]
+    if not usable:
+        raise ValueError(
+            f"--family {family}: kind {p.kind[rows[0]]!r} has no topics (outcome rows naming a group or category, "
+            f"at least two groups of {TOPIC_MIN_ROWS} rows)"
+        )
+    for c in usable:
         raw = np.zeros(len(rows))
         for tr, te in splits:
             raw[te] = fit_candidate(p, rows[tr], c).raw(p.emb[rows[te]], p.feats[rows[te]])
@@ -422,9 +486,14 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: np.ndarray) -> np.ndarr
 
 
 def choose_threshold(
-    p: Prepared, oof: np.ndarray, tier2_share: float | None, recover: float | None
+    p: Prepared, oof: np.ndarray, tier2_share: float | None, recover: float | None, min_source_share: float = 0.0
 ) -> tuple[float, float]:
-    """(threshold, resulting tier-2 share of the default traffic mix)."""
+    """(threshold, resulting tier-2 share of the default traffic mix).
+
+    With ``min_source_share``, the threshold is lowered where needed so that no source gets a
+    smaller tier-2 share than that (a kind whose expert is unsure keeps its probabilities near its
+    base rate, and one mix-wide threshold can then send almost none of it to tier 2).
+    """
     w = mix_weights(p)
     if recover is not None:
         has = ~np.isnan(p.weak)
@@ -437,6 +506,9 @@ def choose_threshold(
     else:
         share = 0.15 if tier2_share is None else tier2_share
         threshold = float(weighted_quantiles(oof, w, np.array([1.0 - share]))[0])
+    if min_source_share > 0:
+        floors = [np.quantile(oof[p.src == s], 1.0 - min_source_share, method="inverted_cdf") for s in sorted(set(p.src))]
+        threshold = min(threshold, float(min(floors)))
     share = float((w * (oof >= threshold)).sum() / w.sum())
     return threshold, share
 
@@ -472,11 +544,12 @@ def build_artifact(
     tier2_share: float | None = 0.15,
     recover: float | None = None,
     label_prior: float = LABEL_PRIOR,
+    min_source_share: float = 0.0,
 ) -> Artifact:
     """The artifact of ``fit`` (chosen on all rows), its threshold set on the nested out-of-fold scores."""
     emb_c = p.emb[p.y == 1].mean(0) if (p.y == 1).any() else p.emb.mean(0)
     emb_s = p.emb[p.y == 0].mean(0) if (p.y == 0).any() else p.emb.mean(0)
-    threshold, share = choose_threshold(p, evaluation.oof, tier2_share, recover)
+    threshold, share = choose_threshold(p, evaluation.oof, tier2_share, recover, min_source_share)
     quantiles = weighted_quantiles(evaluation.oof, mix_weights(p), np.linspace(0, 1, 101))
     return Artifact(
         embedder=EmbedderInfo(model_id=embedder.model_id, dim=embedder.dim, prefix=embedder.config.prefix),
@@ -489,7 +562,7 @@ def build_artifact(
         operating_point={
             "traffic": "calibration mix: every kind weighs the same, every source the same within its kind",
             "kinds": sorted(set(p.kind)),
-            "target": {"tier2_share": tier2_share} if recover is None else {"recover": recover},
+            "target": ({"tier2_share": tier2_share} if recover is None else {"recover": recover}) | {"min_source_share": min_source_share},
             "tier2_share_by_source": source_shares(p, evaluation.oof, threshold),
         },
         build={

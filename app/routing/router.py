@@ -17,12 +17,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from app.routing.artifact import Artifact, KindsParams, KnnParams, LengthParams, LogisticParams, load_artifact
+from app.routing.artifact import Artifact, KindsParams, KnnParams, LengthParams, LogisticParams, TopicParams, load_artifact
 from app.routing.embed import Embedder, EmbedderConfig, get_embedder
 from app.routing.scorers import (
     KnnScorer,
     LengthScorer,
     LogisticScorer,
+    TopicScorer,
     centroid_score,
     hybrid_score,
     in_band,
@@ -61,8 +62,10 @@ class EmbeddingScores:
         return EmbeddingScores(self.score[i : i + 1], self.centroid[i : i + 1], self.quantile[i : i + 1], self.kind[i : i + 1])
 
 
-def expert_scorer(p: KnnParams | LogisticParams | LengthParams):
+def expert_scorer(p: KnnParams | TopicParams | LogisticParams | LengthParams):
     """The expert's raw-score function ``f(emb, feats)``."""
+    if p.family == "topic":
+        return TopicScorer(p.coef.array(), np.array(p.intercept), np.array(p.rates), p.length_weight, p.length_mean, p.length_std, p.topics).raw
     if p.family == "knn":
         return KnnScorer(p.reference.array(), p.labels.array(), p.k, p.temperature, p.length_weight, p.length_mean, p.length_std).raw
     if p.family == "logistic":

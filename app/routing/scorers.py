@@ -9,7 +9,8 @@
   :class:`LengthScorer` (prompt length alone), :class:`LogisticScorer`
   (logistic regression on embeddings and cheap features) and :class:`KnnScorer`
   (similarity-weighted vote of the nearest labelled prompts of that kind, plus a
-  prompt-length term on the logit scale).
+  prompt-length term on the logit scale) and :class:`TopicScorer` (the rate of
+  the topics a prompt resembles -- e.g. MMLU subjects --, plus the same length term).
 * :func:`parse_rating` / :func:`rating_score` — the router LLM's 0-10 rating,
   from its text or from the probabilities of each constrained choice.
 * :func:`hybrid_score` — embedding score, blended with the LLM rating only when
@@ -100,6 +101,45 @@ class KnnScorer:
 
     def raw(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
         return logit(self.vote(emb)) + self.length_weight * self.length_z(feats)
+
+
+class TopicScorer:
+    """raw = logit(sum over topics of P(topic | prompt) * rate(topic)) + length_weight * z(log words).
+
+    ``P(topic | prompt)`` is a multinomial logistic regression on the embedding
+    (``coef``, ``intercept``); ``rate`` is each topic's share of prompts needing the large model.
+    """
+
+    def __init__(
+        self,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        rates: np.ndarray,
+        length_weight: float,
+        length_mean: float,
+        length_std: float,
+        topics: list[str] | None = None,
+    ):
+        self.coef = np.asarray(coef, dtype=np.float32)
+        self.intercept = np.asarray(intercept, dtype=np.float64)
+        self.rates = np.asarray(rates, dtype=np.float64)
+        self.topics = list(topics) if topics is not None else [str(i) for i in range(len(self.rates))]
+        if self.coef.ndim != 2 or not (len(self.coef) == len(self.intercept) == len(self.rates) == len(self.topics)) or len(self.rates) < 2:
+            raise ValueError("need at least two topics, each with a row of coefficients, an intercept and a rate")
+        self.length_weight = float(length_weight)
+        self.length_mean = float(length_mean)
+        self.length_std = float(length_std) or 1.0
+
+    def topic_probs(self, emb: np.ndarray) -> np.ndarray:
+        return softmax(np.atleast_2d(np.asarray(emb, dtype=np.float32)) @ self.coef.T + self.intercept)
+
+    def prior(self, emb: np.ndarray) -> np.ndarray:
+        """The topic-weighted rate: the share of a prompt's likely topics that needed the large model."""
+        return self.topic_probs(emb) @ self.rates
+
+    def raw(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        z = (np.atleast_2d(feats)[:, WORDS] - self.length_mean) / self.length_std
+        return logit(self.prior(emb)) + self.length_weight * z
 
 
 class LogisticScorer:
