@@ -208,9 +208,14 @@ def fit_logistic(p: Prepared, rows: np.ndarray, C: float) -> LogisticScorer:
     return LogisticScorer(m.coef_[0], float(m.intercept_[0]), sc.mean_, sc.scale_)
 
 
-def fit_knn(p: Prepared, rows: np.ndarray, k: int, length_weight: float) -> KnnScorer:
+def length_stats(p: Prepared, rows: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of log words on ``rows``: the z-scale of an expert's length term."""
     col = p.feats[rows, WORDS]
-    return KnnScorer(p.emb[rows], p.y[rows], k, KNN_TEMPERATURE, length_weight, float(col.mean()), float(col.std() or 1.0))
+    return float(col.mean()), float(col.std() or 1.0)
+
+
+def fit_knn(p: Prepared, rows: np.ndarray, k: int, length_weight: float) -> KnnScorer:
+    return KnnScorer(p.emb[rows], p.y[rows], k, KNN_TEMPERATURE, length_weight, *length_stats(p, rows))
 
 
 def topics_of(p: Prepared, rows: np.ndarray) -> list[str]:
@@ -244,10 +249,7 @@ def fit_topic(p: Prepared, rows: np.ndarray, length_weight: float) -> TopicScore
         coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
     group, y = p.group[rows].astype(str), p.y[rows]
     rates = [(y[group == t].sum() + TOPIC_SMOOTHING * y.mean()) / ((group == t).sum() + TOPIC_SMOOTHING) for t in clf.classes_]
-    col = p.feats[rows, WORDS]
-    return TopicScorer(
-        coef, intercept, np.array(rates), length_weight, float(col.mean()), float(col.std() or 1.0), [str(t) for t in clf.classes_]
-    )
+    return TopicScorer(coef, intercept, np.array(rates), length_weight, *length_stats(p, rows), [str(t) for t in clf.classes_])
 
 
 def fit_candidate(p: Prepared, rows: np.ndarray, c: Candidate):

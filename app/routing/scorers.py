@@ -56,7 +56,19 @@ def centroid_score(emb: np.ndarray, complex_c: np.ndarray, simple_c: np.ndarray)
     return out if np.ndim(emb) == 2 else out[0]
 
 
-class KnnScorer:
+class LengthTerm:
+    """The prompt-length term the kNN and topic experts add on the logit scale: ``length_weight * z(log words)``."""
+
+    def __init__(self, length_weight: float, length_mean: float, length_std: float):
+        self.length_weight = float(length_weight)
+        self.length_mean = float(length_mean)
+        self.length_std = float(length_std) or 1.0
+
+    def length_z(self, feats: np.ndarray) -> np.ndarray:
+        return (np.atleast_2d(feats)[:, WORDS] - self.length_mean) / self.length_std
+
+
+class KnnScorer(LengthTerm):
     """raw = logit(weighted kNN vote) + length_weight * z(log words).
 
     Neighbours are weighted by ``exp(temperature * cosine)``, so closer prompts
@@ -79,9 +91,7 @@ class KnnScorer:
         self.labels = np.asarray(labels, dtype=np.float32)
         self.k = min(int(k), len(self.ref))
         self.temperature = float(temperature)
-        self.length_weight = float(length_weight)
-        self.length_mean = float(length_mean)
-        self.length_std = float(length_std) or 1.0
+        super().__init__(length_weight, length_mean, length_std)
 
     def vote(self, emb: np.ndarray, chunk: int = 2048) -> np.ndarray:
         """Similarity-weighted share of complex neighbours."""
@@ -96,14 +106,11 @@ class KnnScorer:
             out[s : s + chunk] = (self.labels[idx] * w).sum(1) / np.maximum(w.sum(1), 1e-12)
         return out
 
-    def length_z(self, feats: np.ndarray) -> np.ndarray:
-        return (np.atleast_2d(feats)[:, WORDS] - self.length_mean) / self.length_std
-
     def raw(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
         return logit(self.vote(emb)) + self.length_weight * self.length_z(feats)
 
 
-class TopicScorer:
+class TopicScorer(LengthTerm):
     """raw = logit(sum over topics of P(topic | prompt) * rate(topic)) + length_weight * z(log words).
 
     ``P(topic | prompt)`` is a multinomial logistic regression on the embedding
@@ -126,9 +133,7 @@ class TopicScorer:
         self.topics = list(topics) if topics is not None else [str(i) for i in range(len(self.rates))]
         if self.coef.ndim != 2 or not (len(self.coef) == len(self.intercept) == len(self.rates) == len(self.topics)) or len(self.rates) < 2:
             raise ValueError("need at least two topics, each with a row of coefficients, an intercept and a rate")
-        self.length_weight = float(length_weight)
-        self.length_mean = float(length_mean)
-        self.length_std = float(length_std) or 1.0
+        super().__init__(length_weight, length_mean, length_std)
 
     def topic_probs(self, emb: np.ndarray) -> np.ndarray:
         return softmax(np.atleast_2d(np.asarray(emb, dtype=np.float32)) @ self.coef.T + self.intercept)
@@ -138,8 +143,7 @@ class TopicScorer:
         return self.topic_probs(emb) @ self.rates
 
     def raw(self, emb: np.ndarray, feats: np.ndarray) -> np.ndarray:
-        z = (np.atleast_2d(feats)[:, WORDS] - self.length_mean) / self.length_std
-        return logit(self.prior(emb)) + self.length_weight * z
+        return logit(self.prior(emb)) + self.length_weight * self.length_z(feats)
 
 
 class LogisticScorer:
