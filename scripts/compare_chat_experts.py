@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from app.routing.artifact import Expert, load_artifact  # noqa: E402
-from app.routing.calibrate import CHAT, candidates, expert_params, fit_candidate, fit_platt, folds, prepare  # noqa: E402
+from app.routing.calibrate import CHAT, candidates, expert_params, fit_candidate, fit_platt, folds, prepare, usable  # noqa: E402
 from app.routing.data import load_file, load_shared_dir  # noqa: E402
 from app.routing.embed import Embedder, EmbedderConfig  # noqa: E402
 from app.routing.metrics import length_scores, lift_interval, random_baseline, summarize  # noqa: E402
@@ -56,7 +56,7 @@ def main() -> int:
     print(f"{'chat expert':<26}" + "".join(f"{n:>34}" for n in PAIRS) + f"{'probe AUC':>11}")
     print(f"{'(APGR; lift over length [90% CI])':<26}")
     splits = folds(p, rows, 5, 0)
-    for c in (c for c in candidates() if c.family != "topic"):  # label-only chat rows name no topics
+    for c in (c for c in candidates() if usable(p, rows, c)):  # label-only chat rows: no topics, no weak_fails
         raw = np.zeros(len(rows))
         for tr, te in splits:
             raw[te] = fit_candidate(p, rows[tr], c).raw(p.emb[rows[te]], p.feats[rows[te]])

@@ -8,17 +8,22 @@ import pytest
 
 from app.routing.artifact import ArtifactError, load_artifact
 from app.routing.calibrate import (
+    NEEDS_STRONG,
+    WEAK_FAILS,
     build_artifact,
     choose_expert,
     fit_candidate,
+    candidates,
     fit_platt,
     fit_topic,
     fit_router,
+    labels,
     mix_weights,
     nested_cv,
     prepare,
     set_operating_point,
     topics_of,
+    usable,
     weighted_quantiles,
 )
 from app.routing.data import Dataset, Example
@@ -323,6 +328,58 @@ def test_topic_expert_only_where_outcome_rows_name_topics(fake):
     cats = Dataset([Example(text=f"t {i}", source="exemplars", group=f"c{i % 2}", label=i % 2) for i in range(60)], {})
     pc = prepare(cats, fake, progress=False)
     assert topics_of(pc, np.arange(60)) == []
+
+
+def near_ties(n=180, seed=2):
+    """Short 'prove' prompts: the small model fails, the large one succeeds (a gain of 1). Long
+    'derive' prompts: both are judged about the same (0.5 vs 0.6: needs_strong, a gain of 0.1).
+    Short 'what is' prompts: both succeed. The fake embedding does not tell 'prove' from 'derive';
+    trained on needs_strong, a model learns that long prompts need the large model (all long ones
+    do, a third of the short ones do) and puts the near-ties first; trained on the small model's
+    failures, it puts the short 'prove' prompts first."""
+    rng = np.random.default_rng(seed)
+    ex = []
+    for i in range(n):
+        if i % 3 == 0:
+            ex.append(Example(text=f"please prove lemma {i} " + "word " * int(rng.integers(1, 6)), source="pair", weak=0.0, strong=1.0))
+        elif i % 3 == 1:
+            ex.append(Example(text=f"please derive note {i} " + "word " * int(rng.integers(40, 60)), source="pair", weak=0.5, strong=0.6))
+        else:
+            ex.append(Example(text=f"what is item {i} " + "word " * int(rng.integers(1, 6)), source="pair", weak=1.0, strong=1.0))
+    return Dataset(ex, {"pair": "0"})
+
+
+def test_weak_fails_target_chosen_where_the_small_models_failures_carry_the_signal(fake):
+    p = prepare(near_ties(), fake, progress=False)
+    rows = np.arange(len(p.y))
+    assert labels(p, rows).tolist() == p.y.tolist() and labels(p, rows, WEAK_FAILS).tolist() == [float(w < 0.5) for w in p.weak]
+    choice = choose_expert(p, rows, 3, 0)
+    t = {name: r["pair APGR"] for name, r in choice.table.items()}
+    assert t["logistic C=0.1 target=weak_fails"] > t["logistic C=0.1"] + 0.1
+    assert choice.chosen.family == "logistic" and choice.chosen.target == WEAK_FAILS
+    # whatever it was trained on, the expert is calibrated to needs_strong (2/3 of rows here; weak_fails: 1/3)
+    fit = fit_router(p, rows, 3)
+    expert = fit.params.experts["pair"]
+    assert expert.candidate == choice.chosen.name
+    assert platt(choice.oof_raw, *expert.platt).mean() == pytest.approx(p.y.mean(), abs=0.02)
+    assert p.y.mean() == pytest.approx(2 / 3, abs=0.01)
+
+
+def test_weak_fails_only_where_rows_have_outcomes_of_both_kinds(fake):
+    wf = [c for c in candidates() if c.target == WEAK_FAILS]
+    assert wf and all(c.family == "logistic" for c in wf)
+    # as many parameters as the same logistic regression on needs_strong: the same rank
+    same = {c.C: c.rank for c in candidates() if c.family == "logistic" and c.target == NEEDS_STRONG}
+    assert all(c.rank == same[c.C] for c in wf)
+    chat = prepare(labelled(), fake, progress=False)
+    assert not any(usable(chat, np.arange(len(chat.y)), c) for c in wf)
+    with pytest.raises(ValueError, match="needs outcome rows"):
+        labels(chat, np.arange(len(chat.y)), WEAK_FAILS)
+    # the small model never fails below 0.5 here: nothing to learn
+    ok = Dataset([Example(text=f"q {i}", source="s", weak=0.5 + (i % 2) / 2, strong=1.0) for i in range(40)], {})
+    pk = prepare(ok, fake, progress=False)
+    assert not any(usable(pk, np.arange(40), c) for c in wf)
+    assert "logistic C=0.1 target=weak_fails" not in choose_expert(pk, np.arange(40), 3, 0).table
 
 
 def test_topic_params_must_match_their_centroids():

@@ -6,15 +6,17 @@
    traffic); label-only sources (simple/complex exemplars, Arena-Hard's
    one-sided "hard" prompts) together form the kind ``chat``.
 2. Per kind, a few candidates: prompt length alone; logistic regression on the
-   embedding and cheap features; where the kind's outcome rows name their
-   topic (``group``/``category``, e.g. the MMLU subject), the rate of the topics
-   a prompt resembles plus a length term; a kNN vote of the kind's labelled
-   prompts plus a length term. Each is cross-validated on the kind's rows (APGR per source
-   with outcomes, ROC AUC per label-only source; the mean over the kind's
-   sources). The choice prefers the simpler model: the simplest candidate whose
-   shortfall from the best one is inside the best one's 90% bootstrap interval
-   (1.645 standard errors), so a complex model must clearly win to be chosen --
-   on a few hundred rows it rarely does.
+   embedding and cheap features, trained on ``needs_strong`` and, where the
+   rows have outcomes, on ``weak_fails`` (the small model's failures); where
+   the kind's outcome rows name their topic (``group``/``category``, e.g. the
+   MMLU subject), the rate of the topics a prompt resembles plus a length
+   term; a kNN vote of the kind's labelled prompts plus a length term. Each is
+   cross-validated on the kind's rows (APGR per source with outcomes, ROC AUC
+   per label-only source; the mean over the kind's sources). The choice
+   prefers the simpler model: the simplest candidate whose shortfall from the
+   best one is within one bootstrap standard error (the one-standard-error
+   rule; of two equally simple ones, the better), so a complex model must
+   clearly win to be chosen -- on a few hundred rows it rarely does.
 3. The chosen expert is calibrated (Platt scaling of its out-of-fold raw
    scores) to the probability that a prompt needs the large model
    (``needs_strong``); a label-only kind to P(complex), shifted so that its mean
@@ -83,6 +85,8 @@ GATE_C = 1.0
 MIN_PLATT_SLOPE = 0.01  # per standard deviation of the raw score
 LABEL_PRIOR = 0.15
 SELECTION_BOOT = 200  # bootstrap resamples for the standard error of a candidate's shortfall
+NEEDS_STRONG = "needs_strong"  # weak < strong: the label the scores are calibrated to
+WEAK_FAILS = "weak_fails"  # weak < 0.5: the small model fails, whatever the large one does
 SELECTION_Z = 1.0  # the one-standard-error rule: a simpler candidate is kept unless it falls short by more than this many standard errors
 
 
@@ -91,19 +95,23 @@ class Candidate:
     """One expert to try on a kind; ``rank`` orders them from simplest (0) up."""
 
     name: str
-    family: str  # length | logistic | knn
+    family: str  # length | logistic | topic | knn
     rank: int
     C: float = 0.0
     k: int = 0
     length: float = 0.0
+    target: str = NEEDS_STRONG  # what the expert is trained to predict (its scores are always calibrated to needs_strong)
 
 
 def candidates(family: str | None = None) -> list[Candidate]:
     """The candidates, simplest first: the length rule (one feature), logistic regression from the
-    strongest regularisation down, the topic expert (a rate per topic; only where rows name topics),
-    then kNN (the most flexible; more neighbours average more)."""
+    strongest regularisation down (each trained on needs_strong and, where rows have outcomes, on
+    weak_fails: as many parameters, so the same rank), the topic expert (a rate per topic; only where
+    rows name topics), then kNN (the most flexible; more neighbours average more)."""
     out = [Candidate("length", "length", 0)]
-    out += [Candidate(f"logistic C={C}", "logistic", 1 + i, C=C) for i, C in enumerate(LOGISTIC_GRID)]
+    for i, C in enumerate(LOGISTIC_GRID):
+        out += [Candidate(f"logistic C={C}", "logistic", 1 + i, C=C)]
+        out += [Candidate(f"logistic C={C} target={WEAK_FAILS}", "logistic", 1 + i, C=C, target=WEAK_FAILS)]
     # topics: one rate per topic (tens of parameters that matter), so simpler than kNN
     out += [Candidate(f"topic length={b}", "topic", 5 + i, length=b) for i, b in enumerate(TOPIC_GRID)]
     # kNN: more neighbours average more, so larger k counts as simpler
@@ -201,10 +209,28 @@ def folds(p: Prepared, rows: np.ndarray, n_splits: int, seed: int) -> list[tuple
     return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(rows, strat))
 
 
-def fit_logistic(p: Prepared, rows: np.ndarray, C: float) -> LogisticScorer:
+def labels(p: Prepared, rows: np.ndarray, target: str = NEEDS_STRONG) -> np.ndarray:
+    """What an expert is trained on: ``needs_strong`` (``p.y``: weak < strong, or the explicit label)
+    or ``weak_fails`` (the small model's score below 0.5; outcome rows only). Where the large model
+    also fails often or judgements tie, the small model's failures can be the cleaner signal."""
+    if target == NEEDS_STRONG:
+        return p.y[rows]
+    if np.isnan(p.weak[rows]).any():
+        raise ValueError(f"target {target!r} needs outcome rows")
+    return (p.weak[rows] < 0.5).astype(np.float32)
+
+
+def usable(p: Prepared, rows: np.ndarray, c: Candidate) -> bool:
+    """Whether ``c`` can be fitted on ``rows``: topics need named groups, weak_fails outcome rows with both classes."""
+    if c.family == "topic" and not topics_of(p, rows):
+        return False
+    return c.target == NEEDS_STRONG or (not np.isnan(p.weak[rows]).any() and len(set(labels(p, rows, c.target))) == 2)
+
+
+def fit_logistic(p: Prepared, rows: np.ndarray, C: float, target: str = NEEDS_STRONG) -> LogisticScorer:
     a = np.hstack([p.emb[rows], p.feats[rows]])
     sc = StandardScaler().fit(a)
-    m = LogisticRegression(C=C, max_iter=3000).fit(sc.transform(a), p.y[rows])
+    m = LogisticRegression(C=C, max_iter=3000).fit(sc.transform(a), labels(p, rows, target))
     return LogisticScorer(m.coef_[0], float(m.intercept_[0]), sc.mean_, sc.scale_)
 
 
@@ -258,7 +284,7 @@ def fit_candidate(p: Prepared, rows: np.ndarray, c: Candidate):
     if c.family == "length":
         return LengthScorer()
     if c.family == "logistic":
-        return fit_logistic(p, rows, c.C)
+        return fit_logistic(p, rows, c.C, c.target)
     if c.family == "topic":
         return fit_topic(p, rows, c.length)
     return fit_knn(p, rows, c.k, c.length)
@@ -300,13 +326,13 @@ def choose_expert(p: Prepared, rows: np.ndarray, n_splits: int, seed: int, famil
     # parameter-free length rule), so a source's prompts are ranked within their fold.
     group = np.char.add(p.src[rows].astype(str), fold.astype(str))
     oof, ranked = {}, {}
-    usable = [c for c in candidates(family) if c.family != "topic" or topics_of(p, rows)]
-    if not usable:
+    fitting = [c for c in candidates(family) if usable(p, rows, c)]
+    if not fitting:
         raise ValueError(
             f"--family {family}: kind {p.kind[rows[0]]!r} has no topics (outcome rows naming a group or category, "
             f"at least two groups of {TOPIC_MIN_ROWS} rows)"
         )
-    for c in usable:
+    for c in fitting:
         raw = np.zeros(len(rows))
         for tr, te in splits:
             raw[te] = fit_candidate(p, rows[tr], c).raw(p.emb[rows[te]], p.feats[rows[te]])
@@ -315,7 +341,7 @@ def choose_expert(p: Prepared, rows: np.ndarray, n_splits: int, seed: int, famil
     score = {c: np.nan_to_num(selection_score(table[c.name]), nan=-1.0) for c in oof}
     best = max(oof, key=score.get)
     near = [c for c in oof if c is best or score[c] >= score[best] - SELECTION_Z * _shortfall_se(p, rows, ranked[c], ranked[best], seed)]
-    chosen = min(near, key=lambda c: c.rank)
+    chosen = min(near, key=lambda c: (c.rank, -score[c]))  # as simple, then the better
     return KindChoice(chosen, table, oof[chosen])
 
 
@@ -458,10 +484,11 @@ def format_choices(choices: dict[str, KindChoice]) -> str:
     lines = []
     for kind, ch in choices.items():
         cols = sorted({c for r in ch.table.values() for c in r})
+        width = max(26, *(len(name) for name in ch.table))
         lines.append(f"== kind {kind!r}: " + ", ".join(cols))
         for name, r in ch.table.items():
             mark = "  <- chosen" if name == ch.chosen.name else ""
-            lines.append(f"   {name:<26}" + "".join(f"{r.get(c, float('nan')):>9.3f}" for c in cols) + mark)
+            lines.append(f"   {name:<{width}}" + "".join(f"{r.get(c, float('nan')):>9.3f}" for c in cols) + mark)
     return "\n".join(lines)
 
 
