@@ -145,6 +145,23 @@ def test_nested_report_has_baselines_and_lift_interval(built):
     assert len(ev.chosen) == 3 and all(set(c) == {"synth", "chat"} for c in ev.chosen)
 
 
+def test_repeated_nested_cv_reports_the_mean_and_each_repeat(built):
+    p, fit, ev = built
+    again = nested_cv(p, 3, 3, plain=fit.choices, progress=False, repeats=2)
+    for source, r in again.report.items():
+        assert len(r["router by repeat"]) == 2
+        assert r["router"] == pytest.approx(np.mean(r["router by repeat"]))
+        assert r["router by repeat"][0] == pytest.approx(ev.report[source]["router"])  # the first repeat is the single run
+        assert "router by repeat" not in ev.report[source]
+    assert again.report["synth"]["router by repeat"][1] != again.report["synth"]["router by repeat"][0]  # another split
+    assert np.array_equal(again.oof, ev.oof)  # the operating point's scores do not depend on the repeats
+    assert len(again.chosen) == 2 * len(ev.chosen)
+    lift = again.report["synth"]["lift over length"]
+    assert lift["low"] <= lift["lift"] <= lift["high"]
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        nested_cv(p, 3, 3, progress=False, repeats=0)
+
+
 def test_probabilities_are_calibrated_per_kind(built, fake):
     p, fit, ev = built
     synth = p.src == "synth"

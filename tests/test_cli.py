@@ -99,6 +99,8 @@ def test_calibrate_rejects_bad_targets_and_data(tmp_path, capsys):
     data = write_lines(tmp_path / "d.jsonl", [json.dumps({"prompt": "a", "label": "simple"})])
     code, _, err = run(capsys, "calibrate", "--data", str(data), "--tier2-share", "1.5", "--output", str(tmp_path / "a.json"))
     assert code == 2 and "--tier2-share must be between 0 and 1" in err
+    code, _, err = run(capsys, "calibrate", "--data", str(data), "--repeats", "0", "--output", str(tmp_path / "a.json"))
+    assert code == 2 and "--repeats must be at least 1" in err
     code, _, err = run(capsys, "calibrate", "--data", str(data), "--min-source-share", "1.2", "--output", str(tmp_path / "a.json"))
     assert code == 2 and "--min-source-share must be in [0, 1)" in err
     code, _, err = run(capsys, "calibrate", "--data", str(data), "--min-source-share", "0.1", "--traffic", str(data), "--output", str(tmp_path / "a.json"))

@@ -10,6 +10,7 @@ from app.routing.metrics import (
     curve,
     length_scores,
     lift_interval,
+    mean_lift_interval,
     random_baseline,
     random_scores,
     routed_performance,
@@ -76,6 +77,25 @@ def test_lift_interval_is_paired_and_brackets_the_lift():
     assert r["lift"] == pytest.approx(summarize(good, weak, strong)["apgr"] - summarize(noise, weak, strong)["apgr"])
     same = lift_interval(good, good, weak, strong, n_boot=100)  # paired: a router against itself is exactly 0
     assert same["low"] == same["high"] == same["lift"] == 0.0
+
+
+def test_mean_lift_interval_averages_paired_lifts():
+    rng = np.random.default_rng(1)
+    n = 400
+    needs = rng.random(n) < 0.3
+    weak, strong = (~needs).astype(float), np.ones(n)
+    good, fair, noise = needs + rng.normal(0, 0.3, n), needs + rng.normal(0, 1.0, n), rng.random(n)
+    lengthish = rng.random(n)
+    r = mean_lift_interval([good, fair], [noise, lengthish], weak, strong, n_boot=200)
+    apgr = lambda s: summarize(s, weak, strong)["apgr"]  # noqa: E731
+    assert r["lift"] == pytest.approx(((apgr(good) - apgr(noise)) + (apgr(fair) - apgr(lengthish))) / 2)
+    assert r["low"] <= r["lift"] <= r["high"]
+    one = mean_lift_interval([good], [noise], weak, strong, n_boot=200)
+    assert one == lift_interval(good, noise, weak, strong, n_boot=200)
+    with pytest.raises(ValueError, match="same length"):
+        mean_lift_interval([good, fair], [noise], weak, strong)
+    with pytest.raises(ValueError, match="1-D arrays of the same"):
+        mean_lift_interval([good], [noise[:-1]], weak, strong)
 
 
 def test_random_baseline_is_the_mean_over_the_shared_seeds():

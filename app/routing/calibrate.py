@@ -68,7 +68,7 @@ from app.routing.artifact import (
 )
 from app.routing.data import Dataset, Example
 from app.routing.embed import Embedder
-from app.routing.metrics import bootstrap, curve, length_scores, lift_interval, random_baseline, summarize
+from app.routing.metrics import bootstrap, curve, length_scores, mean_lift_interval, random_baseline, summarize
 from app.routing.router import KindsScorer
 from app.routing.scorers import WORDS, KnnScorer, LengthScorer, LogisticScorer, TopicScorer, sigmoid
 from app.routing.text import feature_matrix
@@ -413,24 +413,34 @@ def nested_cv(
     label_prior: float = LABEL_PRIOR,
     plain: dict[str, KindChoice] | None = None,
     progress: bool = True,
+    repeats: int = 1,
 ) -> Evaluation:
     """Score every row with a router whose choice and calibration never saw it.
 
     ``plain`` (the kinds' choices on all rows) adds the plain cross-validated
     figure -- the best candidate on the folds it is scored on -- beside each nested one.
+    ``repeats`` > 1 runs it again on other outer splits (seeds ``seed + 1``, ...): on a few
+    hundred rows one split's figure moves by several points; the report gives the mean and
+    each repeat's figure. The out-of-fold scores (for the operating point) are the first repeat's.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     rows = np.arange(len(p.y))
-    oof, fold, chosen = np.zeros(len(rows)), np.zeros(len(rows), dtype=int), []
-    splits = folds(p, rows, n_outer, seed)
-    for i, (tr, te) in enumerate(tqdm(splits, desc="nested cross-validation", unit="fold", disable=not progress)):
-        fit = fit_router(p, rows[tr], n_inner, seed, family, label_prior)
-        oof[te], fold[te] = KindsScorer(fit.params)(p.emb[te], p.feats[te])[0], i
-        chosen.append({k: c.chosen.name for k, c in fit.choices.items()})
-    # Each outer fold has its own model: compare a source's prompts within their fold (ranks),
-    # not across the folds' scales; the length baseline is ranked the same way.
-    group = np.char.add(p.src.astype(str), fold.astype(str))
-    ranked, length = within_group_ranks(oof, group), within_group_ranks(length_scores(p.texts), group)
-    return Evaluation(oof, chosen, source_report(p, ranked, length, plain))
+    runs, chosen = [], []
+    for r in range(repeats):
+        oof, fold = np.zeros(len(rows)), np.zeros(len(rows), dtype=int)
+        splits = folds(p, rows, n_outer, seed + r)
+        desc = "nested cross-validation" + (f" {r + 1}/{repeats}" if repeats > 1 else "")
+        for i, (tr, te) in enumerate(tqdm(splits, desc=desc, unit="fold", disable=not progress)):
+            fit = fit_router(p, rows[tr], n_inner, seed + r, family, label_prior)
+            oof[te], fold[te] = KindsScorer(fit.params)(p.emb[te], p.feats[te])[0], i
+            chosen.append({k: c.chosen.name for k, c in fit.choices.items()})
+        # Each outer fold has its own model: compare a source's prompts within their fold (ranks),
+        # not across the folds' scales; the length baseline is ranked the same way.
+        group = np.char.add(p.src.astype(str), fold.astype(str))
+        runs.append((oof, within_group_ranks(oof, group), within_group_ranks(length_scores(p.texts), group)))
+    report = source_report(p, [r[1] for r in runs], [r[2] for r in runs], plain)
+    return Evaluation(runs[0][0], chosen, report)
 
 
 def within_group_ranks(scores: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -443,23 +453,32 @@ def within_group_ranks(scores: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 
 def source_report(
-    p: Prepared, scores: np.ndarray, length: np.ndarray | None = None, plain: dict[str, KindChoice] | None = None
+    p: Prepared, scores: np.ndarray | list, length: np.ndarray | list | None = None, plain: dict[str, KindChoice] | None = None
 ) -> dict[str, dict]:
-    """Per source: the router's figure, prompt length, random, and the lift over length with a 90% interval."""
+    """Per source: the router's figure, prompt length, random, and the lift over length with a 90% interval.
+
+    ``scores`` (and ``length``) may be lists, one array per repeat of the nested cross-validation:
+    the figures are then means over the repeats, with each repeat's router figure beside them.
+    """
+    runs = scores if isinstance(scores, list) else [scores]
     length = length_scores(p.texts) if length is None else length
-    nested = evaluate_scores(p, scores)
-    lengths = evaluate_scores(p, length)
+    lengths = length if isinstance(length, list) else [length] * len(runs)
+    nested = [evaluate_scores(p, s) for s in runs]
+    base = [evaluate_scores(p, b) for b in lengths]
     out: dict[str, dict] = {}
-    for key, value in nested.items():
+    for key in nested[0]:
         source, metric = key.rsplit(" ", 1)
         m = p.src == source
-        row = {"metric": metric, "n": int(m.sum()), "router": value, "prompt length": lengths[key]}
+        row = {"metric": metric, "n": int(m.sum()), "router": float(np.mean([r[key] for r in nested]))}
+        row["prompt length"] = float(np.mean([b[key] for b in base]))
+        if len(runs) > 1:
+            row["router by repeat"] = [r[key] for r in nested]
         if plain is not None:
             table = plain[p.kind[m][0]].table
             row["plain CV (best candidate)"] = max(t[key] for t in table.values() if key in t)
         if metric == "APGR":
             row["random"] = random_baseline(p.weak[m], p.strong[m])["apgr"]
-            row["lift over length"] = lift_interval(scores[m], length[m], p.weak[m], p.strong[m])
+            row["lift over length"] = mean_lift_interval([s[m] for s in runs], [b[m] for b in lengths], p.weak[m], p.strong[m])
         else:
             row["random"] = 0.5
         out[source] = row
@@ -467,14 +486,17 @@ def source_report(
 
 
 def format_report(report: dict[str, dict]) -> str:
-    lines = [f"{'source':<22}{'metric':>7}{'n':>6}{'nested':>9}{'plain CV':>10}{'length':>9}{'random':>9}   lift over length [90% CI]"]
+    repeats = max((len(r.get("router by repeat", [0])) for r in report.values()), default=1)
+    head = f"{'source':<22}{'metric':>7}{'n':>6}{'nested':>9}{'plain CV':>10}{'length':>9}{'random':>9}   lift over length [90% CI]"
+    lines = [head + (f"   nested in each of {repeats} repeats" if repeats > 1 else "")]
     for s, r in report.items():
         lift = r.get("lift over length")
         li = f"{lift['lift']:+.3f} [{lift['low']:+.3f}, {lift['high']:+.3f}]" if lift else f"{r['router'] - r['prompt length']:+.3f}"
         plain = r.get("plain CV (best candidate)")
+        each = "   " + " ".join(f"{v:.3f}" for v in r["router by repeat"]) if "router by repeat" in r else ""
         lines.append(
             f"{s:<22}{r['metric']:>7}{r['n']:>6}{r['router']:>9.3f}{(f'{plain:.3f}' if plain is not None else '-'):>10}"
-            f"{r['prompt length']:>9.3f}{r['random']:>9.3f}   {li}"
+            f"{r['prompt length']:>9.3f}{r['random']:>9.3f}   {li:<26}{each}".rstrip()
         )
     return "\n".join(lines)
 

@@ -119,17 +119,27 @@ def lift_interval(
     Prompts are resampled with replacement (the same resample for both routers),
     so the interval reflects how much the lift depends on which prompts were drawn.
     """
-    s, w, g = _arrays(scores, weak, strong)
-    b = np.asarray(baseline, dtype=float)
+    return mean_lift_interval([scores], [baseline], weak, strong, n_boot, level, seed, n_bins)
+
+
+def mean_lift_interval(
+    scores: list, baselines: list, weak, strong, n_boot: int = 1000, level: float = 0.90, seed: int = 0, n_bins: int = 10
+) -> dict[str, float]:
+    """The mean over pairs of APGR(scores[r]) - APGR(baselines[r]) (e.g. the repeats of a nested
+    cross-validation, each with its own folds), with a paired bootstrap interval over the prompts."""
+    if not scores or len(scores) != len(baselines):
+        raise ValueError("scores and baselines must be non-empty lists of the same length")
+    _, w, g = _arrays(scores[0], weak, strong)
+    pairs = [(_arrays(s, w, g)[0], _arrays(b, w, g)[0]) for s, b in zip(scores, baselines)]
 
     def lift(i):
         if w[i].mean() == g[i].mean():
             return None
-        return apgr(curve(s[i], w[i], g[i], n_bins)) - apgr(curve(b[i], w[i], g[i], n_bins))
+        return float(np.mean([apgr(curve(s[i], w[i], g[i], n_bins)) - apgr(curve(b[i], w[i], g[i], n_bins)) for s, b in pairs]))
 
-    boots = bootstrap(len(s), lift, n_boot, seed)
+    boots = bootstrap(len(w), lift, n_boot, seed)
     lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]) if len(boots) else (np.nan, np.nan)
-    return {"lift": float(lift(np.arange(len(s)))), "low": float(lo), "high": float(hi), "level": level}
+    return {"lift": float(lift(np.arange(len(w)))), "low": float(lo), "high": float(hi), "level": level}
 
 
 def cost_ratio(tier2_share: float, cost_tier1: float, cost_tier2: float) -> float:
