@@ -426,6 +426,7 @@ def nested_cv(
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     rows = np.arange(len(p.y))
+    length = length_scores(p.texts)
     runs, chosen = [], []
     for r in range(repeats):
         oof, fold = np.zeros(len(rows)), np.zeros(len(rows), dtype=int)
@@ -438,7 +439,7 @@ def nested_cv(
         # Each outer fold has its own model: compare a source's prompts within their fold (ranks),
         # not across the folds' scales; the length baseline is ranked the same way.
         group = np.char.add(p.src.astype(str), fold.astype(str))
-        runs.append((oof, within_group_ranks(oof, group), within_group_ranks(length_scores(p.texts), group)))
+        runs.append((oof, within_group_ranks(oof, group), within_group_ranks(length, group)))
     report = source_report(p, [r[1] for r in runs], [r[2] for r in runs], plain)
     return Evaluation(runs[0][0], chosen, report)
 
@@ -453,16 +454,14 @@ def within_group_ranks(scores: np.ndarray, group: np.ndarray) -> np.ndarray:
 
 
 def source_report(
-    p: Prepared, scores: np.ndarray | list, length: np.ndarray | list | None = None, plain: dict[str, KindChoice] | None = None
+    p: Prepared, runs: list[np.ndarray], lengths: list[np.ndarray], plain: dict[str, KindChoice] | None = None
 ) -> dict[str, dict]:
     """Per source: the router's figure, prompt length, random, and the lift over length with a 90% interval.
 
-    ``scores`` (and ``length``) may be lists, one array per repeat of the nested cross-validation:
-    the figures are then means over the repeats, with each repeat's router figure beside them.
+    ``runs`` and ``lengths`` hold one array of scores per repeat of the nested cross-validation
+    (router and prompt length, ranked on that repeat's folds): the figures are means over the
+    repeats, with each repeat's router figure beside them when there is more than one.
     """
-    runs = scores if isinstance(scores, list) else [scores]
-    length = length_scores(p.texts) if length is None else length
-    lengths = length if isinstance(length, list) else [length] * len(runs)
     nested = [evaluate_scores(p, s) for s in runs]
     base = [evaluate_scores(p, b) for b in lengths]
     out: dict[str, dict] = {}
