@@ -154,6 +154,16 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="route a few example prompts and print how each is routed")
     artifact_arg(d)
 
+    sh = sub.add_parser(
+        "show",
+        help="what an artifact is and how far to trust it, per source",
+        description="Print an artifact's card: its kinds of traffic and their experts, the threshold and the traffic it was "
+        "set on (each source's tier-2 share there), whether the router LLM was fitted, and per source the nested "
+        "cross-validated figure beside prompt length and random, with a verdict from the interval of the lift over length.",
+    )
+    artifact_arg(sh)
+    sh.add_argument("--json", action="store_true", help="print the card as JSON instead")
+
     from app.loadtest import cli as loadtest_cli
     from app.plan import cli as plan_cli
 
@@ -389,6 +399,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from app.routing.artifact import load_artifact
+    from app.routing.card import card, format_card
+
+    c = card(load_artifact(args.artifact))
+    print(json.dumps(c, indent=1) if args.json else format_card(c))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from app.routing.artifact import ArtifactError
@@ -400,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handler = {
         "calibrate": cmd_calibrate, "evaluate": cmd_evaluate, "score": cmd_score, "label": cmd_label, "route": cmd_route,
-        "demo": cmd_demo, "loadtest": loadtest_cli.run, "plan": plan_cli.run,
+        "demo": cmd_demo, "show": cmd_show, "loadtest": loadtest_cli.run, "plan": plan_cli.run,
     }  # fmt: skip
     try:
         return handler[args.command](args)

@@ -28,7 +28,7 @@ def test_help_lists_every_subcommand(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     listed = re.findall(r"^ {4}(\w+)", out, re.M)  # argparse's sub-command table, not the description
-    assert listed == ["calibrate", "evaluate", "score", "label", "route", "demo", "loadtest", "plan"], out
+    assert listed == ["calibrate", "evaluate", "score", "label", "route", "demo", "show", "loadtest", "plan"], out
 
 
 def test_score_adds_score_and_tier_in_input_order(tmp_path, capsys):
@@ -142,6 +142,28 @@ def test_route_prints_a_full_decision(capsys):
     assert d["tier"] in (1, 2) and 0 <= d["complexity_score"] <= 1 and 0 <= d["confidence"] <= 1
     assert d["threshold"] == pytest.approx(load_artifact().threshold)
     assert d["router_latency_ms"] > 0 and {"embedding", "centroid"} <= set(d["signals"])
+
+
+def test_show_prints_the_shipped_artifacts_card_with_verdicts_from_its_own_figures(capsys):
+    from app.routing.card import BEATS, LOSES, TIES
+
+    art = load_artifact()
+    code, out, _ = run(capsys, "show", "--json")
+    assert code == 0
+    c = json.loads(out)
+    assert c["threshold"] == pytest.approx(art.threshold)
+    assert {k: v["expert"] for k, v in c["kinds"].items()} == art.build["chosen"]
+    by_source = art.build["nested_cross_validation"]["by_source"]
+    assert set(c["quality"]) == set(by_source)
+    for source, q in c["quality"].items():
+        lift = by_source[source].get("lift over length")
+        if lift:
+            expected = BEATS if lift["low"] > 0 else LOSES if lift["high"] < 0 else TIES
+            assert q["verdict"] == expected, source
+    code, out, _ = run(capsys, "show")
+    assert code == 0 and f"threshold {art.threshold:.4f}" in out and "nested cross-validation" in out
+    code, _, err = run(capsys, "show", "--artifact", "no-such.json")
+    assert code == 2 and "no such artifact" in err
 
 
 def test_default_artifact_matches_packaged_embedder():
