@@ -45,13 +45,16 @@ def test_card_reports_each_source_and_names_those_not_better_than_length():
                 "even": row(-0.004, -0.02, 0.01),
                 "bad": row(-0.04, -0.07, -0.01),
                 "probe": row(0.3, 0, 0, metric="AUC"),
+                "unknown": {"metric": "APGR", "n": 50, "router": 0.6, "prompt length": 0.6, "random": 0.5},
             }
         },
     }
     c = card(shipped_with(build))
     assert c["quality"]["good"]["verdict"] == BEATS and c["quality"]["good"]["repeats"] == 3
     assert c["quality"]["good"]["router"] == pytest.approx(0.66) and c["quality"]["good"]["low"] == 0.03
-    assert c["not_better_than_length"] == ["even", "bad"]  # the label-only probe has no lift to judge
+    # the label-only probe has no lift to judge, and a source without an interval is not judged either
+    assert c["not_better_than_length"] == ["even", "bad"]
+    assert c["quality"]["unknown"]["verdict"] == NO_INTERVAL
     assert c["data_files"] == 2 and c["tierroute_version"] == "9.9"
     assert c["labels_only"] == ["chat"]  # the shipped chat expert learnt from exemplars' labels
     text = format_card(c)

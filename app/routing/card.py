@@ -53,7 +53,7 @@ def card(art: Artifact) -> dict[str, Any]:
             "repeats": len(row.get("router by repeat", [])) or 1,
             "verdict": verdict(row),
         }
-    weak = [s for s, q in quality.items() if q["verdict"] in (TIES, LOSES, NO_INTERVAL)]
+    weak = [s for s, q in quality.items() if q["verdict"] in (TIES, LOSES)]
     return {
         "created_at": art.created_at,
         "tierroute_version": build.get("tierroute_version"),
