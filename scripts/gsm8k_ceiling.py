@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from app.routing.data import load_file  # noqa: E402
-from app.routing.metrics import length_scores, lift_interval, random_baseline, summarize  # noqa: E402
+from app.routing.metrics import format_lift, length_scores, lift_interval, random_baseline, summarize  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 GPT3 = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
@@ -66,7 +66,7 @@ def main() -> int:
     print(f"{'signal':<38}{'APGR':>7}   lift over length [90% CI]")
     for name, s in signals.items():
         lift = lift_interval(s, length, weak, strong)
-        cell = "" if name == "prompt length" else f"   {lift['lift']:+.3f} [{lift['low']:+.3f}, {lift['high']:+.3f}]"
+        cell = "" if name == "prompt length" else f"   {format_lift(lift)}"
         print(f"{name:<38}{summarize(s, weak, strong)['apgr']:>7.3f}{cell}")
     return 0
 

@@ -8,6 +8,7 @@ from app.routing.metrics import (
     cost_ratio,
     cpt,
     curve,
+    format_lift,
     length_scores,
     lift_interval,
     mean_lift_interval,
@@ -77,6 +78,10 @@ def test_lift_interval_is_paired_and_brackets_the_lift():
     assert r["lift"] == pytest.approx(summarize(good, weak, strong)["apgr"] - summarize(noise, weak, strong)["apgr"])
     same = lift_interval(good, good, weak, strong, n_boot=100)  # paired: a router against itself is exactly 0
     assert same["low"] == same["high"] == same["lift"] == 0.0
+
+
+def test_format_lift_signs_every_figure():
+    assert format_lift({"lift": 0.0621, "low": -0.0394, "high": 0.0805, "level": 0.9}) == "+0.062 [-0.039, +0.081]"
 
 
 def test_mean_lift_interval_averages_paired_lifts():

@@ -68,7 +68,7 @@ from app.routing.artifact import (
 )
 from app.routing.data import Dataset, Example
 from app.routing.embed import Embedder
-from app.routing.metrics import bootstrap, curve, length_scores, mean_lift_interval, random_baseline, summarize
+from app.routing.metrics import bootstrap, curve, format_lift, length_scores, mean_lift_interval, random_baseline, summarize
 from app.routing.router import KindsScorer
 from app.routing.scorers import WORDS, KnnScorer, LengthScorer, LogisticScorer, TopicScorer, sigmoid
 from app.routing.text import feature_matrix
@@ -490,7 +490,7 @@ def format_report(report: dict[str, dict]) -> str:
     lines = [head + (f"   nested in each of {repeats} repeats" if repeats > 1 else "")]
     for s, r in report.items():
         lift = r.get("lift over length")
-        li = f"{lift['lift']:+.3f} [{lift['low']:+.3f}, {lift['high']:+.3f}]" if lift else f"{r['router'] - r['prompt length']:+.3f}"
+        li = format_lift(lift) if lift else f"{r['router'] - r['prompt length']:+.3f}"
         plain = r.get("plain CV (best candidate)")
         each = "   " + " ".join(f"{v:.3f}" for v in r["router by repeat"]) if "router by repeat" in r else ""
         lines.append(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.routing.artifact import Artifact
+from app.routing.metrics import format_lift
 
 BEATS = "beats prompt length"
 TIES = "no clear difference from prompt length"
@@ -54,15 +55,13 @@ def card(art: Artifact) -> dict[str, Any]:
             "verdict": verdict(row),
         }
     weak = [s for s, q in quality.items() if q["verdict"] in (TIES, LOSES)]
+    kinds = {k: {"expert": e.candidate, "calibrated on": "outcomes" if e.outcomes else "labels"} for k, e in art.scorer.experts.items()}
     return {
         "created_at": art.created_at,
         "tierroute_version": build.get("tierroute_version"),
         "command": build.get("command"),
         "embedder": art.embedder.model_id,
-        "kinds": {
-            kind: {"expert": e.candidate, "calibrated on": "outcomes" if e.outcomes else "labels"}
-            for kind, e in art.scorer.experts.items()
-        },
+        "kinds": kinds,
         "threshold": art.threshold,
         "tier2_share": art.tier2_share,
         "traffic": op.get("traffic"),
@@ -71,7 +70,7 @@ def card(art: Artifact) -> dict[str, Any]:
         "data_files": len(build.get("data", {}).get("checksums", {})),
         "quality": quality,
         "not_better_than_length": weak,
-        "labels_only": [k for k, e in art.scorer.experts.items() if not e.outcomes],
+        "labels_only": [k for k, v in kinds.items() if v["calibrated on"] == "labels"],
     }
 
 
@@ -95,7 +94,7 @@ def format_card(c: dict[str, Any]) -> str:
     else:
         lines.append("quality: no nested cross-validation recorded in this artifact")
     for s, q in c["quality"].items():
-        lift = f"{q['lift']:+.3f} [{q['low']:+.3f}, {q['high']:+.3f}]" if q["lift"] is not None else "-"
+        lift = format_lift(q) if q["lift"] is not None else "-"
         random = f"{q['random']:.3f}" if q["random"] is not None else "-"
         lines.append(
             f"  {s:<24}{q['metric']:>7}{q['n']:>6}{q['router']:>8.3f}{q['prompt length']:>8.3f}{random:>8}   {lift:<26}{q['verdict']}"

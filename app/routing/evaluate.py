@@ -21,6 +21,7 @@ from app.routing.metrics import (
     cost_ratio,
     cpt,
     curve,
+    format_lift,
     length_scores,
     lift_interval,
     random_scores,
@@ -124,7 +125,7 @@ def format_report(report: dict[str, dict]) -> str:
             m = r[name]
             lines.append(f"   {name:<22}{m['apgr']:>8.3f}{100 * m['cpt50']:>9.1f}%{100 * m['cpt80']:>9.1f}%")
         lift = r["lift over length"]
-        lines.append(f"   lift over prompt length: {lift['lift']:+.3f} [{lift['low']:+.3f}, {lift['high']:+.3f}] (90% bootstrap interval)")
+        lines.append(f"   lift over prompt length: {format_lift(lift)} (90% bootstrap interval)")
         t = r["at_threshold"]
         lines.append(
             f"   at threshold {t['threshold']:.4f}: tier 2 {100 * t['tier2_share']:.1f}% / tier 1 "

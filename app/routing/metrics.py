@@ -142,6 +142,11 @@ def mean_lift_interval(
     return {"lift": float(lift(np.arange(len(w)))), "low": float(lo), "high": float(hi), "level": level}
 
 
+def format_lift(lift: dict[str, float]) -> str:
+    """A lift with its interval as every report prints it: ``+0.062 [+0.039, +0.081]``."""
+    return f"{lift['lift']:+.3f} [{lift['low']:+.3f}, {lift['high']:+.3f}]"
+
+
 def cost_ratio(tier2_share: float, cost_tier1: float, cost_tier2: float) -> float:
     """Cost of routed traffic relative to sending everything to tier 2."""
     return (tier2_share * cost_tier2 + (1 - tier2_share) * cost_tier1) / cost_tier2
