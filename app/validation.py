@@ -1,4 +1,7 @@
-"""One way to say what is wrong with data that failed pydantic validation."""
+"""One way to say what is wrong with data that failed pydantic validation (requests, configs, artifacts, traffic files).
+
+No tierroute imports: anything in ``app`` may use it.
+"""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common import calibration_prompts
 
-from app.routing.batch import score_file  # noqa: E402
+from app.calibration.batch import score_file  # noqa: E402
 from app.routing.router import Router  # noqa: E402
 
 

@@ -22,9 +22,9 @@ def local_args() -> dict:
 
 def calibration_prompts(n: int = 0) -> list[str]:
     """The shipped exemplars' prompts, then ../shared/data's when present; the first ``n`` (0: all)."""
-    from app.routing.data import load_file, load_shared_dir
+    from app.calibration.data import load_file, load_shared_dir
 
-    texts = [e.text for e in load_file(ROOT / "app/routing/exemplars/exemplars.jsonl").examples]
+    texts = [e.text for e in load_file(ROOT / "app/calibration/exemplars/exemplars.jsonl").examples]
     shared = ROOT.parent / "shared" / "data"
     if shared.is_dir():
         texts += [e.text for e in load_shared_dir(shared).examples]

@@ -25,11 +25,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from app.calibration.data import load_file, load_shared_dir  # noqa: E402
+from app.calibration.experts import candidates, expert_params, fit_candidate, usable  # noqa: E402
+from app.calibration.fit import fit_platt  # noqa: E402
+from app.calibration.metrics import length_scores, lift_interval, random_baseline, summarize  # noqa: E402
+from app.calibration.prepared import CHAT, folds, prepare  # noqa: E402
 from app.routing.artifact import Expert, load_artifact  # noqa: E402
-from app.routing.calibrate import CHAT, candidates, expert_params, fit_candidate, fit_platt, folds, prepare, usable  # noqa: E402
-from app.routing.data import load_file, load_shared_dir  # noqa: E402
 from app.routing.embed import Embedder, EmbedderConfig  # noqa: E402
-from app.routing.metrics import length_scores, lift_interval, random_baseline, summarize  # noqa: E402
 from app.routing.router import KindsScorer  # noqa: E402
 from app.routing.text import feature_matrix  # noqa: E402
 
@@ -44,7 +46,7 @@ def main() -> int:
     art = load_artifact(args.artifact)
     embedder = Embedder(EmbedderConfig(model=art.embedder.model_id, prefix=art.embedder.prefix))
     label_prior = float(art.build.get("label_prior", 0.15))
-    train = load_shared_dir(DATA).extend(load_file(ROOT / "app/routing/exemplars/exemplars.jsonl"))
+    train = load_shared_dir(DATA).extend(load_file(ROOT / "app/calibration/exemplars/exemplars.jsonl"))
     p = prepare(train, embedder)
     rows = np.where(p.kind == CHAT)[0]
     tests = {name: load_file(DATA / "alpaca_eval" / f"{name}.csv").examples for name in PAIRS}

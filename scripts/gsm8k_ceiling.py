@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from app.routing.data import load_file  # noqa: E402
-from app.routing.metrics import format_lift, length_scores, lift_interval, random_baseline, summarize  # noqa: E402
+from app.calibration.data import load_file  # noqa: E402
+from app.calibration.metrics import format_lift, length_scores, lift_interval, random_baseline, summarize  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 GPT3 = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")

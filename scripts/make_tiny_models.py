@@ -29,7 +29,7 @@ VOCAB = 4096
 
 def corpus() -> list[str]:
     texts = [p.read_text(encoding="utf-8") for p in sorted(ROOT.glob("**/*.md")) if ".venv" not in p.parts]
-    for line in (ROOT / "app/routing/exemplars/exemplars.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (ROOT / "app/calibration/exemplars/exemplars.jsonl").read_text(encoding="utf-8").splitlines():
         texts.append(json.loads(line)["prompt"])
     texts += [str(i) for i in range(1000)]
     return texts

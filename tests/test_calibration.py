@@ -7,26 +7,14 @@ import numpy as np
 import pytest
 
 from app.routing.artifact import ArtifactError, load_artifact
-from app.routing.calibrate import (
-    NEEDS_STRONG,
-    WEAK_FAILS,
-    build_artifact,
-    choose_expert,
-    fit_candidate,
-    candidates,
-    fit_platt,
-    fit_topic,
-    fit_router,
-    labels,
-    mix_weights,
-    nested_cv,
-    prepare,
-    set_operating_point,
-    topics_of,
-    usable,
-    weighted_quantiles,
-)
-from app.routing.data import Dataset, Example
+from app.calibration.build import build_artifact
+from app.calibration.data import Dataset, Example
+from app.calibration.experts import NEEDS_STRONG, WEAK_FAILS, candidates, fit_candidate, fit_topic, labels, topics_of, usable
+from app.calibration.fit import fit_platt, fit_router
+from app.calibration.nested import nested_cv
+from app.calibration.prepared import prepare
+from app.calibration.selection import choose_expert
+from app.calibration.threshold import mix_weights, set_operating_point, weighted_quantiles
 from app.routing.router import Router
 from app.routing.scorers import platt
 from conftest import FakeEmbedder
@@ -100,7 +88,7 @@ def test_simpler_expert_kept_when_only_length_carries_signal(fake):
 def test_fold_offsets_do_not_count_against_a_fitted_expert(fake, monkeypatch):
     """A fitted expert that orders each fold's prompts exactly as length does, but with a different
     intercept per fold, scores what length scores: selection ranks prompts within their fold."""
-    import app.routing.calibrate as cal
+    import app.calibration.selection as cal
 
     p = prepare(lengthy(), fake, progress=False)
     real = cal.fit_candidate
@@ -317,7 +305,7 @@ def test_topic_expert_learns_the_rate_of_each_topic(tmp_path):
     # smoothed rates: the hard topics' near 0.6, the easy ones' near 0.05, shrunk towards the mean
     assert all(0.4 < r < 0.65 for r in scorer.rates[:2]) and all(r < 0.15 for r in scorer.rates[2:])
     # the topic probabilities are the classifier's, also with two topics (sklearn keeps one row of coefficients then)
-    from app.routing.calibrate import topic_model
+    from app.calibration.experts import topic_model
 
     two = rows[np.isin(p.group, ["subject0", "subject3"])]
     pair = fit_topic(p, two, 0.25)

@@ -3,7 +3,7 @@
 import pytest
 
 from app.routing.artifact import load_artifact
-from app.routing.card import BEATS, LABELS, LOSES, NO_INTERVAL, TIES, card, format_card, verdict
+from app.calibration.card import BEATS, LABELS, LOSES, NO_INTERVAL, TIES, card, format_card, verdict
 
 
 def row(lift, low, high, metric="APGR", repeats=1):

@@ -145,7 +145,7 @@ def test_route_prints_a_full_decision(capsys):
 
 
 def test_show_prints_the_shipped_artifacts_card_with_verdicts_from_its_own_figures(capsys):
-    from app.routing.card import BEATS, LOSES, TIES
+    from app.calibration.card import BEATS, LOSES, TIES
 
     art = load_artifact()
     code, out, _ = run(capsys, "show", "--json")

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from app.routing.data import DataError, load, load_file, load_shared_dir
+from app.calibration.data import DataError, load, load_file, load_shared_dir
 from conftest import SHARED_DATA
 
 
@@ -69,10 +69,10 @@ def test_missing_and_unsupported_files(tmp_path):
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")
 def test_shared_dir_layout_and_needs_strong_rates():
     ds = load_shared_dir(SHARED_DATA)
-    mmlu, gsm = ds.subset("mmlu"), ds.subset("gsm8k")
-    assert len(mmlu) == 4149 and len(gsm) == 391 and len(ds.subset("arena-hard")) == 500
+    mmlu, gsm, arena = ([e for e in ds.examples if e.source == s] for s in ("mmlu", "gsm8k", "arena-hard"))
+    assert len(mmlu) == 4149 and len(gsm) == 391 and len(arena) == 500
     # SOURCES.md: needs_strong is 18 % of MMLU and 27 % of GSM8K prompts
     assert round(100 * sum(e.target for e in mmlu) / len(mmlu)) == 18
     assert round(100 * sum(e.target for e in gsm) / len(gsm)) == 27
     assert {e.group for e in mmlu} >= {"abstract_algebra", "professional_law"}
-    assert all(e.target == 1 for e in ds.subset("arena-hard"))
+    assert all(e.target == 1 for e in arena)

@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from app.routing.data import load_file
-from app.routing.label import CHOICES, JUDGE_PROMPT_VERSION, LabelConfig, Labeler, done_ids, judge_messages, repair, row_id, verdict_scores
+from app.calibration.data import load_file
+from app.feedback.label import CHOICES, JUDGE_PROMPT_VERSION, LabelConfig, Labeler, done_ids, judge_messages, repair, row_id, verdict_scores
 
 
 def test_verdicts_in_both_orders_cancel_position_bias():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from app.routing.metrics import (
+from app.calibration.metrics import (
     RANDOM_SEEDS,
     apgr,
     bootstrap,

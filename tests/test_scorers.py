@@ -100,7 +100,7 @@ def test_hybrid_nudges_by_llm_and_band_is_symmetric():
 
 
 def test_length_expert_ranks_like_the_prompt_length_baseline():
-    from app.routing.metrics import length_scores
+    from app.calibration.metrics import length_scores
     from app.routing.scorers import LengthScorer
     from app.routing.text import feature_matrix
 

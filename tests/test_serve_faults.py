@@ -225,8 +225,8 @@ def test_label_against_the_graph_resumes_after_being_killed_halfway(graph, tmp_p
     import subprocess
     import sys
 
-    from app.routing.data import load_file
-    from app.routing.label import CHOICES
+    from app.calibration.data import load_file
+    from app.feedback.label import CHOICES
 
     client, args, _ = graph
     traffic = tmp_path / "traffic.jsonl"

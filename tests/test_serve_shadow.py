@@ -14,8 +14,8 @@ import pytest
 from common import ROOT, free_port, local_args
 
 from app.routing.artifact import load_artifact
-from app.routing.data import load_file
-from app.routing.label import CHOICES
+from app.calibration.data import load_file
+from app.feedback.label import CHOICES
 
 pytestmark = pytest.mark.serve
 

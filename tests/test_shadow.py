@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from app.routing.data import load_file
+from app.calibration.data import load_file
 from app.serve.config import ShadowSpec
 from app.serve.shadow import HourBudget, OutcomeLog, Shadow
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.calibration.metrics import format_lift
 from app.routing.artifact import Artifact
-from app.routing.metrics import format_lift
 
 BEATS = "beats prompt length"
 TIES = "no clear difference from prompt length"

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.files import iter_jsonl
 from app.routing.text import Messages, prompt_text
 
 # Known model-outcome column pairs (weak, strong), tried in order when the
@@ -78,9 +76,6 @@ class Dataset:
 
     def sources(self) -> list[str]:
         return sorted({e.source for e in self.examples})
-
-    def subset(self, source: str) -> list[Example]:
-        return [e for e in self.examples if e.source == source]
 
     def extend(self, other: "Dataset") -> "Dataset":
         return Dataset(self.examples + other.examples, {**self.checksums, **other.checksums})
@@ -150,33 +145,6 @@ def _row_to_example(
     return Example(text=text, source=source, group=group, weak=weak, strong=strong, label=label)
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, parsed value, None) or (line number, None, reason) per non-blank line."""
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line), None
-            except json.JSONDecodeError as e:
-                yield n, None, f"invalid JSON ({e.msg} at column {e.colno})"
-
-
-def write_atomic(path: str | Path, chunks: Iterable[str]) -> Path:
-    """Write ``chunks`` to ``path`` through a temporary file: it appears whole or not at all."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(chunks)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _read_rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as f:
@@ -225,7 +193,7 @@ def load_shared_dir(root: str | Path, include_arena: bool = True) -> Dataset:
 
     * ``grade-school-math/example_model_solutions.jsonl`` -> source
       "gsm8k:gpt3-6b-vs-175b": the same questions with GPT-3 6B / 175B outcomes
-      (a second model pair of the same kind, see app.routing.calibrate)
+      (a second model pair of the same kind, see app.calibration.prepared)
     """
     root = Path(root)
     ds = Dataset([])

@@ -1,7 +1,7 @@
 """Evaluate a router on labelled data, beside the random and prompt-length baselines.
 
 Per source with weak/strong outcomes: APGR, CPT(50%), CPT(80%) (see
-:mod:`app.routing.metrics`), the lift over prompt length with a paired
+:mod:`app.calibration.metrics`), the lift over prompt length with a paired
 bootstrap interval, the tier split and quality at the artifact's
 threshold, and the cost relative to sending everything to tier 2. Writes one
 PNG of quality vs. share of tier-2 calls per source.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.routing.data import Dataset
-from app.routing.metrics import (
+from app.calibration.data import Dataset
+from app.calibration.metrics import (
     RANDOM_SEEDS,
     Curve,
     apgr,

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,26 @@ def cpt(c: Curve, target_pgr: float) -> float:
 def summarize(scores, weak, strong, n_bins: int = 10) -> dict[str, float]:
     c = curve(scores, weak, strong, n_bins)
     return {"apgr": apgr(c), "cpt50": cpt(c, 0.5), "cpt80": cpt(c, 0.8)}
+
+
+def by_source(scores, src, weak, strong, labels) -> dict[str, float]:
+    """One figure per source, the one calibration selects and reports by: ``"<source> APGR"`` where the
+    source's rows all have outcomes (weak/strong, nan where a row has none) with a gap between the two
+    models, else ``"<source> AUC"`` (ROC AUC of ``scores`` against the 0/1 ``labels``) where both classes occur."""
+    scores, src, weak, strong, labels = (np.asarray(a) for a in (scores, src, weak, strong, labels))
+    out = {}
+    for s in sorted(set(src)):
+        m = src == s
+        if not np.isnan(weak[m]).any() and weak[m].mean() != strong[m].mean():
+            out[f"{s} APGR"] = summarize(scores[m], weak[m], strong[m])["apgr"]
+        elif len(set(labels[m])) == 2:
+            out[f"{s} AUC"] = float(roc_auc_score(labels[m], scores[m]))
+    return out
+
+
+def selection_score(figures: dict[str, float]) -> float:
+    """Mean over sources of APGR (outcome data) or ROC AUC (label-only data): 0.5 random, 1.0 perfect."""
+    return float(np.mean(list(figures.values()))) if figures else float("nan")
 
 
 RANDOM_SEEDS = range(20)  # the random baseline is the mean over these seeds, everywhere

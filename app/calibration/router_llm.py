@@ -1,8 +1,8 @@
-"""Fit the router-LLM hybrid on outcomes: the band, the LLM's weight and centre, by cross-validated APGR.
+"""Fit the router LLM's use on outcomes: the band, the LLM's weight and centre, by cross-validated APGR.
 
 Serving consults the router LLM only when the embedding score is unsure -- within ``band`` (in
 traffic quantiles) of the threshold -- and then uses ``score + weight * (rating - centre)``
-(:func:`app.routing.scorers.hybrid_score`). Here:
+(:func:`app.routing.scorers.hybrid_score`; the artifact keeps it in its ``hybrid`` block). Here:
 
 * the embedding scores are the nested out-of-fold probabilities of ``calibrate`` (no row is scored
   by a model that saw it), the ratings those of the router LLM on the same prompts;
@@ -18,11 +18,16 @@ traffic quantiles) of the threshold -- and then uses ``score + weight * (rating 
 
 from __future__ import annotations
 
-import numpy as np
+import asyncio
+import sys
 
-from app.routing.artifact import Hybrid
-from app.routing.calibrate import Prepared, evaluate_scores, folds, selection_score
-from app.routing.metrics import bootstrap
+import numpy as np
+from tqdm import tqdm
+
+from app.calibration.metrics import bootstrap, selection_score
+from app.calibration.prepared import Prepared, folds, source_figures
+from app.feedback.ratings import RatingCache, rate_texts
+from app.routing.artifact import Artifact, Hybrid
 from app.routing.scorers import RATING_PROMPT_VERSION
 
 BANDS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -41,7 +46,7 @@ def blend(s: np.ndarray, q: np.ndarray, r: np.ndarray, q_t: float, band: float, 
 
 
 def _metric(p: Prepared, rows: np.ndarray, scores: np.ndarray) -> float:
-    return selection_score(evaluate_scores(p, scores, rows))
+    return selection_score(source_figures(p, scores, rows))
 
 
 def _best(p, rows, s, q, r, q_t) -> tuple[float, float, float]:
@@ -65,7 +70,7 @@ def _cv_blend(p, rows, s, q, r, q_t, n_splits, seed) -> np.ndarray:
     return oof
 
 
-def fit_hybrid(
+def fit_router_llm(
     p: Prepared,
     rows: np.ndarray,
     scores: np.ndarray,
@@ -82,7 +87,7 @@ def fit_hybrid(
         raise ValueError(f"router LLM: {len(rows)} rated prompts with outcomes are too few to fit the hybrid (need >= 50)")
     s, q, r = (np.asarray(a, dtype=float) for a in (scores, quantiles, ratings))
     oof = _cv_blend(p, rows, s, q, r, threshold_quantile, n_splits, seed)
-    without, with_llm = evaluate_scores(p, s, rows), evaluate_scores(p, oof, rows)
+    without, with_llm = source_figures(p, s, rows), source_figures(p, oof, rows)
     base = selection_score(without)
     gain = selection_score(with_llm) - base
     # The same procedure on ratings shuffled across prompts (no information, the same distribution): how much
@@ -90,7 +95,7 @@ def fit_hybrid(
     rng = np.random.default_rng(seed)
     null = np.array(
         [
-            selection_score(evaluate_scores(p, _cv_blend(p, rows, s, q, rng.permutation(r), threshold_quantile, n_splits, seed), rows))
+            selection_score(source_figures(p, _cv_blend(p, rows, s, q, rng.permutation(r), threshold_quantile, n_splits, seed), rows))
             - base
             for _ in range(permutations)
         ]
@@ -137,6 +142,41 @@ def sample_rows(p: Prepared, limit: int | None, seed: int = 0) -> np.ndarray:
         n = max(1, round(limit * len(idx) / len(has)))
         take.append(rng.choice(idx, size=min(n, len(idx)), replace=False))
     return np.sort(np.concatenate(take))
+
+
+def rate_and_fit(
+    art: Artifact,
+    p: Prepared,
+    oof: np.ndarray,
+    model: str,
+    endpoint: str,
+    *,
+    cache_path: str,
+    api_key: str | None = None,
+    limit: int | None = 600,
+    concurrency: int = 4,
+    n_splits: int = 5,
+    seed: int = 0,
+) -> Hybrid:
+    """``calibrate --router-llm``: rate up to ``limit`` outcome rows with ``model`` at ``endpoint`` (cached in
+    ``cache_path``; progress and failures on stderr) and fit its use on them beside ``oof``, the nested
+    out-of-fold scores of ``art``'s router. Fails when more than a tenth of the ratings failed."""
+    rows = sample_rows(p, limit, seed)
+    if len(rows) == 0:
+        raise ValueError("--router-llm needs calibration data with weak/strong outcomes")
+    texts = [p.texts[i] for i in rows]
+    cache = RatingCache(cache_path)
+    with tqdm(total=len(texts), desc=f"rating with {model}", unit="prompt") as bar:
+        ratings, report = asyncio.run(rate_texts(texts, model, endpoint, cache, api_key, concurrency, progress=bar))
+    for f in report.failures:
+        print(f"rating failed: {f}", file=sys.stderr)
+    ok = np.array([r is not None for r in ratings])
+    print(f"ratings: {report.cached} cached, {report.rated} new, {report.failed} failed (cache {cache.path})", file=sys.stderr)
+    if ok.mean() < 0.9:
+        raise ValueError(f"--router-llm {model}: {report.failed} of {len(texts)} ratings failed; rerun to retry them")
+    rows, r = rows[ok], np.array([x for x in ratings if x is not None])
+    threshold_quantile = float(art.quantile_of(art.threshold))
+    return fit_router_llm(p, rows, oof[rows], art.quantile_of(oof[rows]), r, threshold_quantile, model, n_splits, seed)
 
 
 def format_fit(h: Hybrid) -> str:

@@ -30,8 +30,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, Field
 
-from app.routing.batch import read_requests
-from app.routing.endpoint import auth_headers
+from app.feedback.endpoint import auth_headers
+from app.routing.text import estimate_tokens
+from app.traffic import messages_of, read_requests
 
 JUDGE_PROMPT_VERSION = "pairwise-v1"
 CHOICES = ("A", "B", "tie")
@@ -67,10 +68,6 @@ def row_id(row: dict[str, Any]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def messages_of(row: dict[str, Any]) -> list[dict]:
-    return row["messages"] if "messages" in row else [{"role": "user", "content": row["prompt"]}]
-
-
 def judge_messages(request: str, a: str, b: str) -> list[dict]:
     user = (
         f"<<<REQUEST\n{request}\nREQUEST>>>\n\n<<<ANSWER A\n{a}\nANSWER A>>>\n\n<<<ANSWER B\n{b}\nANSWER B>>>\n\n"
@@ -86,9 +83,9 @@ def verdict_scores(first: str, second: str) -> tuple[float, float]:
     return sum(t1) / 2, sum(t2) / 2
 
 
-def estimate_tokens(texts: list[str], max_tokens: int) -> dict[str, int]:
-    """Rough token counts (4 characters a token) of labelling ``texts``: per tier, and for the judge."""
-    prompt = sum(len(t) // 4 + 1 for t in texts)
+def estimate_label_tokens(texts: list[str], max_tokens: int) -> dict[str, int]:
+    """Rough token counts (:func:`app.routing.text.estimate_tokens`) of labelling ``texts``: per tier, and for the judge."""
+    prompt = sum(estimate_tokens(t) for t in texts)
     answers = len(texts) * max_tokens
     return {"tier1": prompt + answers, "tier2": prompt + answers, "judge": 2 * (prompt + 2 * answers + 150 * len(texts))}
 

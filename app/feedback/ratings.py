@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from app.routing.endpoint import auth_headers
+from app.feedback.endpoint import auth_headers
 from app.routing.scorers import RATING_PROMPT_VERSION, rating_of_choice, rating_request
 
 

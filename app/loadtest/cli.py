@@ -63,8 +63,8 @@ FIELDS = ("url", "input", "limit", "seed", "skip_invalid", "max_tokens", "reques
 
 
 def config_of(args):
+    from app.feedback.endpoint import api_key_from_env
     from app.loadtest.config import make_config
-    from app.routing.endpoint import api_key_from_env
 
     fields = {f: getattr(args, f) for f in FIELDS}
     fields["rates"], fields["concurrencies"] = args.rate, args.concurrency

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -44,9 +44,6 @@ class Outcome:
         if self.tier is not None:
             return f"tier{self.tier}"
         return self.model if self.ok else None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _from_headers(o: Outcome, headers: httpx.Headers) -> None:

@@ -1,7 +1,7 @@
 """The request mix: chat messages from a JSONL file, in a seeded random order.
 
 Each line holds ``prompt`` (a string: sent as one user message) or ``messages`` (OpenAI chat messages,
-sent as they are), read and validated by :func:`app.routing.batch.read_requests`; other fields are ignored.
+sent as they are), read and validated by :func:`app.traffic.read_requests`; other fields are ignored.
 The same file, seed and limit give the same requests in the same order, so two runs (or the two arms of
 ``--compare``) send the same mix.
 """
@@ -13,13 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from app.routing.batch import read_requests
-
-
-def messages_of(row: dict[str, Any]) -> list[dict[str, Any]]:
-    if "messages" in row:
-        return row["messages"]
-    return [{"role": "user", "content": row["prompt"]}]
+from app.traffic import messages_of, read_requests
 
 
 def load_mix(path: str | Path, seed: int = 0, limit: int | None = None, skip_invalid: bool = False) -> list[list[dict[str, Any]]]:

@@ -21,7 +21,7 @@ from app.loadtest.hostcpu import cpu_info
 from app.loadtest.mix import chat_body, load_mix, route_body
 from app.loadtest.runner import closed_loop, open_loop
 from app.loadtest.stats import summarize
-from app.routing.endpoint import auth_headers
+from app.feedback.endpoint import auth_headers
 
 ALL_TIER2, ROUTED = "all-tier2", "routed"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from app.routing.errors import describe
+from app.validation import describe
 
 HOURS_PER_MONTH = 730.0
 

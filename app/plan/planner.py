@@ -31,7 +31,7 @@ class Inputs:
 
 def read_scored(path: str) -> tuple[list[int], list[str]]:
     """(tiers, texts) of a ``tierroute score`` output; every line needs ``tier`` 1 or 2."""
-    from app.routing.batch import read_requests
+    from app.traffic import read_requests
 
     rows, texts, _ = read_requests(path)
     tiers = []
@@ -66,7 +66,7 @@ def make_inputs(cfg: PlanConfig, scored: str | None = None, traffic: str | None 
             prompt[t] = TokenDist.empirical(sel) if len(sel) else everyone
         prompt_src = f"{scored} (characters / {cpt:g}, per tier)"
     elif traffic:
-        from app.routing.batch import read_requests
+        from app.traffic import read_requests
 
         _, texts, _ = read_requests(traffic)
         if not texts:

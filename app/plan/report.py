@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from app.routing.data import write_atomic
+from app.files import write_atomic
 
 
 def _usd(x: float) -> str:

@@ -1,5 +1,7 @@
-"""Pure routing logic: text policy, embeddings, scorers, calibration, metrics.
-
-Nothing in this package imports Ray, so it can be used, tested and reused
-without a cluster; the Ray Serve deployments call into it.
+"""Serve-time routing: what a replica loads to decide a prompt's tier -- the text policy, the
+embedder, the experts (scorers), the router, the artifact it reads (and the shipped one in
+``artifacts/``), the share controller -- and the ``route``/``demo`` commands. It may import
+:mod:`app.files`, :mod:`app.validation` and third-party libraries, but nothing from
+:mod:`app.calibration`, :mod:`app.feedback` or :mod:`app.serve`, and no Ray, so a replica loads only
+this and it can be used and tested without a cluster (``tests/test_layers.py`` checks it).
 """

@@ -19,8 +19,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from app.routing.data import write_atomic
-from app.routing.errors import first_error
+from app.files import write_atomic
+from app.validation import first_error
 
 FORMAT = "tierroute.artifact"
 VERSION = 2

@@ -5,7 +5,7 @@
   MiniLM its scores bunch around 0.5, so thresholds must come from quantiles.
 * Experts, each giving a raw score that :func:`platt` turns into the probability
   that a prompt needs the large model (one per kind of traffic, see
-  :mod:`app.routing.calibrate`):
+  :mod:`app.calibration.experts`):
   :class:`LengthScorer` (prompt length alone), :class:`LogisticScorer`
   (logistic regression on embeddings and cheap features) and :class:`KnnScorer`
   (similarity-weighted vote of the nearest labelled prompts of that kind, plus a
@@ -17,7 +17,7 @@
   the embedding score is unsure (inside the artifact's band).
 
 Which expert serves each kind of traffic is decided by nested cross-validation
-in :mod:`app.routing.calibrate`.
+in :mod:`app.calibration.selection` and :mod:`app.calibration.nested`.
 """
 
 from __future__ import annotations

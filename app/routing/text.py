@@ -79,6 +79,12 @@ def prompt_text(request: str | list[Message] | list[dict[str, Any]]) -> str:
     return text[:MAX_CHARS]
 
 
+def estimate_tokens(text: str) -> int:
+    """A rough token count without a tokenizer (4 characters a token, at least 1): the one estimate
+    wherever tierroute needs one (``label``'s cost estimate, the shadow's budget without usage)."""
+    return len(text) // 4 + 1
+
+
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\$?\d[\d,]*(?:\.\d+)?%?")
 _SENTENCE = re.compile(r"[.!?](?:\s|$)")
 _CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|\breturn\b|[;{}]\s*$|=>|#include", re.M)

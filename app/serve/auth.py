@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter, ValidationError
 
-from app.routing.errors import first_error
+from app.validation import first_error
 from app.serve.config import ApiKeySpec, AuthSpec, KeyLimits
 from app.serve.protocol import APIError
 

@@ -16,7 +16,7 @@ from ray.serve.config import AutoscalingConfig
 from app.routing.artifact import Artifact
 from app.routing.controller import ControllerConfig
 from app.routing.embed import EmbedderConfig, model_id
-from app.routing.errors import describe
+from app.validation import describe
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

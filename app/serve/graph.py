@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from ray import serve
 
 from app.routing.artifact import Artifact, load_artifact
-from app.routing.errors import describe
+from app.validation import describe
 from app.serve.auth import load_keys
 from app.serve.config import AppConfig, EmbedderSpec
 from app.serve.ingress import Ingress

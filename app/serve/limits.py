@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError
 
-from app.routing.errors import first_error
+from app.validation import first_error
 from app.serve.protocol import APIError
 
 Number = StrictInt | StrictFloat

@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.routing.errors import first_error
+from app.validation import first_error
 from app.routing.router import Decision
 from app.routing.text import Messages, prompt_text
 from app.serve.calls import within

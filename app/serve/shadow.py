@@ -30,7 +30,8 @@ from datetime import datetime, timezone
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from app.routing.label import CHOICES, JUDGE_PROMPT_VERSION, judge_messages, row_id, verdict_scores
+from app.feedback.label import CHOICES, JUDGE_PROMPT_VERSION, judge_messages, row_id, verdict_scores
+from app.routing.text import estimate_tokens
 from app.serve.config import ShadowSpec
 
 logger = logging.getLogger("tierroute.shadow")
@@ -157,12 +158,12 @@ class Shadow:
     def _offer(self, routed_tier, messages, answer, usage, decision) -> bool:
         if not answer:
             return self._skip("no_answer")
-        out_tokens = int(usage.get("completion_tokens") or len(answer) // 3 + 1)
+        out_tokens = int(usage.get("completion_tokens") or estimate_tokens(answer))
         if out_tokens > self.spec.max_tokens:  # a shorter shadow answer would be judged unfairly
             return self._skip("too_long")
         if len(self.tasks) >= self.spec.max_in_flight:
             return self._skip("busy")
-        in_tokens = int(usage.get("prompt_tokens") or sum(len(str(m.get("content") or "")) for m in messages) // 3 + 1)
+        in_tokens = int(usage.get("prompt_tokens") or estimate_tokens("".join(str(m.get("content") or "") for m in messages)))
         bound = in_tokens + self.spec.max_tokens + 2 * (in_tokens + out_tokens + self.spec.max_tokens + JUDGE_OVERHEAD_TOKENS + len(CHOICES))
         entry = self.budget.reserve(bound)
         if entry is None:

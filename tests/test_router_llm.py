@@ -12,10 +12,13 @@ import httpx
 import numpy as np
 import pytest
 
-from app.routing.calibrate import build_artifact, fit_router, nested_cv, prepare
-from app.routing.data import Dataset, Example
-from app.routing.hybrid import blend, fit_hybrid, sample_rows
-from app.routing.ratings import RatingCache, rate_texts
+from app.calibration.build import build_artifact
+from app.calibration.data import Dataset, Example
+from app.calibration.fit import fit_router
+from app.calibration.nested import nested_cv
+from app.calibration.prepared import prepare
+from app.calibration.router_llm import blend, fit_router_llm, sample_rows
+from app.feedback.ratings import RatingCache, rate_texts
 from app.routing.router import Router
 from app.routing.scorers import RATING_CHOICES, rating_messages, rating_of_choice, rating_request
 
@@ -46,7 +49,7 @@ def fitted(setup, ratings):
     p, ev, art, _ = setup
     rows = sample_rows(p, None)
     s = ev.oof[rows]
-    return fit_hybrid(p, rows, s, art.quantile_of(s), ratings[rows], float(art.quantile_of(art.threshold)), "judge-x", n_splits=3)
+    return fit_router_llm(p, rows, s, art.quantile_of(s), ratings[rows], float(art.quantile_of(art.threshold)), "judge-x", n_splits=3)
 
 
 def test_informative_ratings_get_a_weight_and_beat_the_embedding_score_out_of_fold(setup):
@@ -96,7 +99,7 @@ def test_too_few_rated_rows_is_a_clear_error(setup):
     p, ev, art, _ = setup
     rows = np.arange(20)
     with pytest.raises(ValueError, match="too few"):
-        fit_hybrid(p, rows, ev.oof[rows], ev.oof[rows], ev.oof[rows], 0.5, "m")
+        fit_router_llm(p, rows, ev.oof[rows], ev.oof[rows], ev.oof[rows], 0.5, "m")
 
 
 def test_sample_rows_takes_each_source_alike():
