@@ -128,12 +128,12 @@ def overhead(args) -> dict:
         local["ingress"]["grpc_calls"] = args.grpc == "yes"
     for field in ("backend", "precision", "num_threads"):
         if getattr(args, field) is not None:
-            local["embedder"]["embedder"][field] = getattr(args, field)
+            local["embedder"][field] = getattr(args, field)
     if args.backend not in (None, "openvino"):
-        local["embedder"]["embedder"]["precision"] = "float32"
+        local["embedder"]["precision"] = "float32"
     cfg, _ = app_config(local)
     e = cfg.embedder
-    print(f"embedder: {e.embedder.backend} {e.embedder.precision}, {e.embedder.num_threads} threads, co-located in the ingress: {e.colocate}; "
+    print(f"embedder: {e.backend} {e.precision}, {e.num_threads} threads, co-located in the ingress: {e.colocate}; "
           f"gRPC calls between deployments: {cfg.ingress.grpc_calls}")
     routed = ingress_app(cfg, InstantTier.options(name="Tier1").bind(), InstantTier.options(name="Tier2").bind())
     port = free_port()
@@ -193,7 +193,7 @@ def breakdown(cfg, overhead_out: dict, batches=(1, 8, 32), reps: int = 7) -> dic
     cpu = cpu_info()
     flags = ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in cpu["flags"].items())
     print(f"\nwhere the time goes on this CPU: {cpu['model']} ({cpu['cores']} cores; {flags})")
-    e = cfg.embedder.embedder
+    e = cfg.embedder.embedding_model()
     precisions = [e.precision] + (["float32"] if e.precision != "float32" and e.backend == "openvino" else [])
     texts = [PROMPTS[i % len(PROMPTS)] for i in range(max(batches))]
     out: dict = {"cpu": cpu, "embed_ms": {}, "score_ms": {}}

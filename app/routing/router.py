@@ -130,10 +130,12 @@ class Router:
         q_t = self._q_threshold if threshold is None else float(self.artifact.quantile_of(threshold))
         return in_band(float(quantile), q_t, self.artifact.hybrid.band)
 
-    def confidence(self, score: float) -> float:
+    def confidence(self, score: float, threshold: float | None = None) -> float:
+        """0 at ``threshold`` (the artifact's, or the live one the decision used), 1 at the far end of traffic."""
         q = float(self.artifact.quantile_of(score))
-        room = self._q_threshold if q < self._q_threshold else 1.0 - self._q_threshold
-        return float(min(1.0, abs(q - self._q_threshold) / room)) if room > 0 else 1.0
+        q_t = self._q_threshold if threshold is None else float(self.artifact.quantile_of(threshold))
+        room = q_t if q < q_t else 1.0 - q_t
+        return float(min(1.0, abs(q - q_t) / room)) if room > 0 else 1.0
 
     def decide(
         self,
@@ -145,7 +147,8 @@ class Router:
     ) -> Decision:
         """Decision for one prompt (``scores`` of a batch of one); ``llm_score`` in [0, 1] when the LLM answered.
 
-        ``threshold`` overrides the artifact's (a share controller's live threshold).
+        ``threshold`` overrides the artifact's (a share controller's live threshold); the decision carries
+        the threshold it used, and its confidence is measured from that one.
         """
         emb_score = float(scores.score[0])
         threshold = self.threshold if threshold is None else float(threshold)
@@ -155,7 +158,7 @@ class Router:
         return Decision(
             tier=2 if final >= threshold else 1,
             complexity_score=final,
-            confidence=self.confidence(final),
+            confidence=self.confidence(final, threshold),
             threshold=threshold,
             scorer=("hybrid+" if consulted else "") + self.artifact.scorer.family,
             kind=scores.kind[0],

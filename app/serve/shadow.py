@@ -31,7 +31,8 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 from app.routing.label import CHOICES, JUDGE_PROMPT_VERSION, judge_messages, row_id, verdict_scores
-from app.serve.config import ShadowSpec
+from app.serve.config import ShadowConfig
+from app.serve.fallback import other
 
 logger = logging.getLogger("tierroute.shadow")
 
@@ -109,7 +110,7 @@ def _rotated_name(default: str, path: Path) -> str:
 class Shadow:
     def __init__(
         self,
-        spec: ShadowSpec,
+        spec: ShadowConfig,
         models: dict[int, str],
         ask: Ask,
         log: OutcomeLog,
@@ -195,8 +196,7 @@ class Shadow:
         self._count("estimate", **self.estimates())
 
     async def _judge(self, routed_tier, messages, answer, usage, decision) -> tuple[dict, int]:
-        other = 2 if routed_tier == 1 else 1
-        shadow_answer, su = await self._ask(other, messages, self.spec.max_tokens, {})
+        shadow_answer, su = await self._ask(other(routed_tier), messages, self.spec.max_tokens, {})
         a1, a2 = (answer, shadow_answer) if routed_tier == 1 else (shadow_answer, answer)
         request = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages)
         extra = {"temperature": 0.0, "structured_outputs": {"choice": list(CHOICES)}}
