@@ -127,13 +127,17 @@ class Router:
         """Is the score (at ``quantile`` of traffic) within the band around the threshold (the artifact's, or a live one)?"""
         if self.artifact.hybrid.llm_weight == 0:  # fitted to add nothing: never spend the latency
             return False
-        q_t = self._q_threshold if threshold is None else float(self.artifact.quantile_of(threshold))
-        return in_band(float(quantile), q_t, self.artifact.hybrid.band)
+        return in_band(float(quantile), self._quantile_of_threshold(threshold), self.artifact.hybrid.band)
+
+    def _quantile_of_threshold(self, threshold: float | None) -> float:
+        """The place of ``threshold`` (default: the artifact's) in the operating-point traffic."""
+        if threshold is None or threshold == self.threshold:
+            return self._q_threshold
+        return float(self.artifact.quantile_of(threshold))
 
     def confidence(self, score: float, threshold: float | None = None) -> float:
         """0 at ``threshold`` (the artifact's, or the live one the decision used), 1 at the far end of traffic."""
-        q = float(self.artifact.quantile_of(score))
-        q_t = self._q_threshold if threshold is None else float(self.artifact.quantile_of(threshold))
+        q, q_t = float(self.artifact.quantile_of(score)), self._quantile_of_threshold(threshold)
         room = q_t if q < q_t else 1.0 - q_t
         return float(min(1.0, abs(q - q_t) / room)) if room > 0 else 1.0
 

@@ -157,10 +157,7 @@ class EmbedderServeConfig(EmbedderConfig):
         """``embedder: {embedder: {model: ...}}`` (before the rename) -> ``embedder: {model: ...}``."""
         if not isinstance(data, dict) or not isinstance(data.get("embedder"), dict):
             return data
-        message = (
-            "config: `embedder.embedder` is deprecated: its fields moved up into `embedder` "
-            f"(embedder.embedder.model -> embedder.model; here: {sorted(data['embedder'])})"
-        )
+        message = f"config: `embedder.embedder` is deprecated: its fields {sorted(data['embedder'])} moved up (embedder.embedder.model -> embedder.model)"
         warnings.warn(message, DeprecationWarning, stacklevel=2)
         logger.warning(message)
         nested, rest = data["embedder"], {k: v for k, v in data.items() if k != "embedder"}
@@ -200,6 +197,7 @@ class IngressConfig(Strict):
         description="call the tiers, router LLM and embedder over Ray Serve's gRPC transport (by value) instead "
         "of Ray actor calls: about half the CPU and latency per hop",
     )
+    one_event_loop: bool = Field(True, description="the ingress's code and its calls on the replica's main event loop: no thread hops per request")
     replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=256)
 
     @model_validator(mode="after")
