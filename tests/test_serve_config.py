@@ -184,3 +184,14 @@ def test_the_old_nested_embedder_block_still_loads_with_a_deprecation_warning(ca
     old["embedder"]["num_threads"] = 1  # set in both places: ambiguous
     with pytest.warns(DeprecationWarning), pytest.raises(ValidationError, match="num_threads"):
         AppConfig.model_validate(old)
+
+
+def test_the_modules_that_say_no_ray_import_no_ray():
+    """config, errors, responses, fallback, auth, shadow, decision_log, calls: unit-testable without Ray."""
+    import subprocess
+    import sys
+
+    mods = ", ".join(f"app.serve.{m}" for m in ("config", "errors", "responses", "fallback", "auth", "shadow", "decision_log", "calls"))
+    code = f"import sys, {mods}; print(any(m == 'ray' or m.startswith('ray.') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from ray import serve
 
 from app.serve import errors
 from app.serve.auth import Key, KeyQuota, KeyRing
-from app.serve.config import AppConfig
+from app.serve.config import AppConfig, IngressConfig
 from app.serve.decision_log import log_decision
 from app.serve.errors import APIError, request_id
 from app.serve.fallback import Fallback, TierFailure, other_tier
@@ -42,6 +43,8 @@ from app.serve.shadow import OutcomeLog, Shadow
 from app.serve.tiers import Tiers
 
 logger = logging.getLogger("tierroute.ingress")
+
+Parse = Callable[[dict, IngressConfig, dict[str, int]], ParsedRequest]  # an endpoint's one parse step
 
 api = FastAPI(title="tierroute", description="Complexity-based routing of OpenAI requests to model tiers.")
 errors.install_error_handlers(api)
@@ -133,7 +136,7 @@ class Ingress:
         self.quotas[key.name].admit()
         return key
 
-    async def _guarded(self, request: Request, parse, streams: bool = False) -> Response:
+    async def _guarded(self, request: Request, parse: Parse, streams: bool = False) -> Response:
         """Admission, key and deadline around the request's handling by ``parse`` (its endpoint's parse
         step); every error counted."""
         started = time.monotonic()
@@ -160,7 +163,7 @@ class Ingress:
             if not handed_off:  # a stream counts until it ends (on_end in _stream_response)
                 self.active -= 1
 
-    async def _handle(self, request: Request, parse, a: Admitted) -> Response:
+    async def _handle(self, request: Request, parse: Parse, a: Admitted) -> Response:
         """The body, parsed by its endpoint's one step; then the decision alone (/v1/route) or the tier's answer."""
         ing = self.cfg.ingress
         parsed = parse(await read_json(request, ing.max_body_bytes, ing.max_json_depth), ing, self.tiers.by_model)
