@@ -7,9 +7,16 @@ from pydantic import ValidationError
 from app.routing.controller import ControllerConfig, ShareController
 
 
+def routed_with(ctrl: ShareController, score: float) -> float:
+    """The threshold a decision of ``score`` is routed with (the controller's before it observes the score)."""
+    used = ctrl.threshold
+    ctrl.observe(score)
+    return used
+
+
 def realised_share(ctrl: ShareController, scores: np.ndarray) -> np.ndarray:
     """1 where the score was routed to tier 2 with the threshold the controller gave for it."""
-    return np.array([s >= ctrl.observe(s) for s in scores], dtype=float)
+    return np.array([s >= routed_with(ctrl, s) for s in scores], dtype=float)
 
 
 def drifting_stream(n: int, seed: int = 0) -> np.ndarray:
@@ -45,7 +52,7 @@ def test_a_fixed_threshold_misses_the_target_on_the_same_stream():
 def test_threshold_stays_within_limits_and_moves_smoothly():
     cfg = ControllerConfig(enabled=True, target_tier2_share=0.5, window=200, warmup=50, min_threshold=0.3, max_threshold=0.6)
     ctrl = ShareController(cfg, initial_threshold=0.5)
-    used = [ctrl.observe(s) for s in np.full(500, 0.95)]  # all scores far above the limit
+    used = [routed_with(ctrl, s) for s in np.full(500, 0.95)]  # all scores far above the limit
     assert max(used) <= 0.6 + 1e-12 and ctrl.threshold == pytest.approx(0.6, abs=1e-3)
     assert np.max(np.abs(np.diff(used[60:]))) <= cfg.smoothing + 1e-12  # after warm-up, small steps (spread <= 1)
     for s in np.full(2000, 0.01):
@@ -55,14 +62,14 @@ def test_threshold_stays_within_limits_and_moves_smoothly():
 
 def test_before_warmup_the_artifact_threshold_is_used():
     ctrl = ShareController(ControllerConfig(enabled=True, warmup=100, window=100), initial_threshold=0.42)  # window == warmup
-    used = [ctrl.observe(s) for s in np.linspace(0, 1, 99)]
+    used = [routed_with(ctrl, s) for s in np.linspace(0, 1, 99)]
     assert set(used) == {0.42} and not ctrl.warm
     ctrl.observe(0.5)
-    assert ctrl.warm and ctrl.observe(0.5) != 0.42
+    assert ctrl.warm and routed_with(ctrl, 0.5) != 0.42
     st = ctrl.state()
     assert st["warm"] and st["window"] == 100 and 0 <= st["window_tier2_share"] <= 1
     # a full window keeps following the traffic instead of restarting at the window's quantile
-    routed = [s >= ctrl.observe(s) for s in np.random.default_rng(1).random(4000)]
+    routed = [s >= routed_with(ctrl, s) for s in np.random.default_rng(1).random(4000)]
     assert abs(np.mean(routed[1000:]) - 0.15) <= 0.02
 
 

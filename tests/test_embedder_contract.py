@@ -28,8 +28,8 @@ def test_build_app_rejects_another_embedding_model_naming_both(colocate):
 
     args = local_args()
     args["embedder"]["colocate"] = colocate
-    args["embedder"]["embedder"]["model"] = OTHER
-    with pytest.raises(ValueError, match="embedder.embedder.model") as e:
+    args["embedder"]["model"] = OTHER
+    with pytest.raises(ValueError, match=r"embedder\.model") as e:
         build_app(args)
     assert OTHER in str(e.value) and SHIPPED in str(e.value)
 
@@ -40,16 +40,16 @@ def test_build_app_rejects_another_prefix_and_takes_model_and_prefix_from_the_ar
 
     args = local_args()
     args["embedder"]["colocate"] = colocate
-    args["embedder"]["embedder"]["prefix"] = "query: "
-    with pytest.raises(ValueError, match="embedder.embedder.prefix"):
+    args["embedder"]["prefix"] = "query: "
+    with pytest.raises(ValueError, match=r"embedder\.prefix"):
         build_app(args)
 
     args = local_args()
     args["embedder"]["colocate"] = colocate
-    del args["embedder"]["embedder"]["model"]
+    del args["embedder"]["model"]
     args["artifact"] = artifact_with(tmp_path, prefix="classification: ")
     cfg, art = app_config(args)
-    assert cfg.embedder.embedder.model == SHIPPED and cfg.embedder.embedder.prefix == "classification: "
+    assert cfg.embedder.model == SHIPPED and cfg.embedder.prefix == "classification: "
     assert art.embedder.prefix == "classification: "
 
 
@@ -57,12 +57,12 @@ def test_build_app_rejects_another_prefix_and_takes_model_and_prefix_from_the_ar
 def test_co_located_ingress_fails_to_start_on_a_mismatched_model(tmp_path):
     """A config that bypassed build_app's check still fails where the model is loaded."""
     from app.serve.config import AppConfig
-    from app.serve.routing import routing_service
+    from app.serve.router_service import router_service
 
     args = local_args()
     args["artifact"] = artifact_with(tmp_path, dim=768)
     with pytest.raises(ArtifactError, match="dim 768.*dim 384"):
-        routing_service(AppConfig.model_validate(args))
+        router_service(AppConfig.model_validate(args))
 
 
 @pytest.mark.slow

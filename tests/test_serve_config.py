@@ -3,10 +3,12 @@ config against Ray's own schema, and that every production deployment fits a
 worker type of cluster.yaml."""
 
 import json
+import logging
 import os
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from conftest import ROOT
 
@@ -166,3 +168,30 @@ def test_a_missing_key_source_fails_the_build_naming_it(monkeypatch):
     args["auth"] = {"keys_file": "/nonexistent/keys.json"}
     with pytest.raises(ValueError, match="auth.keys_file"):
         ingress_app(AppConfig.model_validate(args), None, None)
+
+
+def test_the_old_nested_embedder_block_still_loads_with_a_deprecation_warning(caplog):
+    """``embedder: {embedder: {model: ...}}`` (before the rename) is the same config as ``embedder: {model: ...}``."""
+    new = app_args("local.yaml")
+    old = app_args("local.yaml")
+    model_fields = {f: old["embedder"].pop(f) for f in ("model", "device", "backend", "precision", "num_threads")}
+    old["embedder"]["embedder"] = model_fields
+    with caplog.at_level(logging.WARNING, logger="tierroute.config"), pytest.warns(DeprecationWarning, match=r"embedder\.embedder\.model -> embedder\.model"):
+        cfg = AppConfig.model_validate(old)
+    assert any("embedder.embedder" in r.getMessage() for r in caplog.records)
+    assert cfg == AppConfig.model_validate(new) and cfg.embedder.model_fields_set == AppConfig.model_validate(new).embedder.model_fields_set
+    assert cfg.embedder.embedding_model().num_threads == 2
+    old["embedder"]["num_threads"] = 1  # set in both places: ambiguous
+    with pytest.warns(DeprecationWarning), pytest.raises(ValidationError, match="num_threads"):
+        AppConfig.model_validate(old)
+
+
+def test_the_modules_that_say_no_ray_import_no_ray():
+    """config, errors, responses, fallback, auth, shadow, decision_log, calls: unit-testable without Ray."""
+    import subprocess
+    import sys
+
+    mods = ", ".join(f"app.serve.{m}" for m in ("config", "errors", "responses", "fallback", "auth", "shadow", "decision_log", "calls"))
+    code = f"import sys, {mods}; print(any(m == 'ray' or m.startswith('ray.') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -16,7 +16,7 @@ import pytest
 from common import free_port, local_args
 from conftest import openai_error
 
-from app.serve.metrics import METRICS
+from app.serve.prometheus import METRICS
 
 pytestmark = pytest.mark.serve
 

@@ -11,14 +11,14 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from app.routing.router import Decision
-from app.serve import limits
-from app.serve import protocol as p
+from app.serve import errors, requests
+from app.serve import responses as r
 from app.serve.auth import Key, KeyQuota, KeyRing, load_keys
-from app.serve.config import AuthSpec, FallbackSpec, IngressSpec, KeyLimits
+from app.serve.config import AuthConfig, FallbackConfig, IngressConfig, KeyLimits
 from app.serve.decision_log import decision_line, log_decision
 from app.serve.fallback import Fallback, other_tier
-from app.serve.config import MetricsSpec
-from app.serve.metrics import METRICS, Metrics
+from app.serve.config import MetricsConfig
+from app.serve.prometheus import METRICS, Metrics
 
 USER = [{"role": "user", "content": "Solve x^2 = 4."}]
 SECRET_A, SECRET_B = "sk-team-a-0123456789abcdef", "sk-team-b-fedcba9876543210"
@@ -27,13 +27,12 @@ SECRET_A, SECRET_B = "sk-team-a-0123456789abcdef", "sk-team-b-fedcba9876543210"
 @pytest.fixture(scope="module")
 def client():
     app = FastAPI()
-    p.install_error_handlers(app)
+    errors.install_error_handlers(app)
+    ingress = IngressConfig(max_body_bytes=1 << 20, max_json_depth=32, max_messages=4)
 
     @app.post("/chat")
     async def chat(request: Request):
-        data = await p.read_json(request, 1 << 20, max_depth=32)
-        limits.check_messages(data.get("messages"), 4)
-        limits.check_sampling(data, "chat")
+        requests.parse_chat(await requests.read_json(request, ingress.max_body_bytes, ingress.max_json_depth), ingress, {})
         return {"ok": True}
 
     return TestClient(app, raise_server_exceptions=False)
@@ -79,37 +78,37 @@ def test_valid_unusual_requests_pass(client):
 
 
 def test_completions_logprobs_are_an_integer():
-    limits.check_sampling({"logprobs": 2, "echo": False}, "completions")
-    with pytest.raises(p.APIError) as e:
-        limits.check_sampling({"logprobs": True}, "completions")
+    requests.check_sampling({"logprobs": 2, "echo": False}, "completions")
+    with pytest.raises(errors.APIError) as e:
+        requests.check_sampling({"logprobs": True}, "completions")
     assert e.value.param == "logprobs"
 
 
 def test_timeout_header_may_lower_the_deadline_only():
-    assert limits.timeout_of(None, 30) == 30 and limits.timeout_of("2.5", 30) == 2.5 and limits.timeout_of("100", 30) == 30
+    assert requests.timeout_of(None, 30) == 30 and requests.timeout_of("2.5", 30) == 2.5 and requests.timeout_of("100", 30) == 30
     for bad in ("0", "-1", "soon", "nan", "inf"):
-        with pytest.raises(p.APIError) as e:
-            limits.timeout_of(bad, 30)
+        with pytest.raises(errors.APIError) as e:
+            requests.timeout_of(bad, 30)
         assert e.value.status == 400 and e.value.param == "x-tierroute-timeout"
 
 
 def test_retry_after_goes_into_the_header():
-    r = p.overloaded("busy", 3).response()
+    r = errors.overloaded("busy", 3).response()
     assert r.status_code == 429 and r.headers["retry-after"] == "3"
     assert json.loads(r.body)["error"]["code"] == "overloaded"
-    assert p.unavailable("down", 2).response().status_code == 503
+    assert errors.unavailable("down", 2).response().status_code == 503
 
 
 def test_ingress_limit_must_come_before_serves_own_queue():
     with pytest.raises(ValueError, match="max_concurrent_requests"):
-        IngressSpec(max_concurrent_requests=300)
+        IngressConfig(max_concurrent_requests=300)
 
 
 # --- API keys -------------------------------------------------------------------------------
 
 
 def test_keys_from_env_in_both_formats_and_from_a_file(tmp_path):
-    spec = AuthSpec(keys_env="TR_KEYS", default_limits=KeyLimits(requests_per_minute=60))
+    spec = AuthConfig(keys_env="TR_KEYS", default_limits=KeyLimits(requests_per_minute=60))
     keys = load_keys(spec, {"TR_KEYS": f"team-a:{SECRET_A}, team-b:{SECRET_B}"})
     assert [k.name for k in keys] == ["team-a", "team-b"] and all(k.limits.requests_per_minute == 60 for k in keys)
     env = json.dumps([{"name": "team-a", "key": SECRET_A, "max_tier2_share": 0.2}])
@@ -117,11 +116,11 @@ def test_keys_from_env_in_both_formats_and_from_a_file(tmp_path):
     assert k.limits.max_tier2_share == 0.2 and k.limits.requests_per_minute == 60  # own limit + the default
     f = tmp_path / "keys.json"
     f.write_text(json.dumps([{"name": "svc", "key": SECRET_B, "requests_per_minute": 5}]))
-    (k,) = load_keys(AuthSpec(keys_file=str(f)), {})
+    (k,) = load_keys(AuthConfig(keys_file=str(f)), {})
     assert k.name == "svc" and k.limits.requests_per_minute == 5
     # what replicas receive: the digest, never the key
     assert SECRET_B not in json.dumps(k.dump()) and Key.load(k.dump()) == k
-    assert load_keys(AuthSpec(), {}) == []
+    assert load_keys(AuthConfig(), {}) == []
 
 
 @pytest.mark.parametrize(
@@ -137,16 +136,16 @@ def test_keys_from_env_in_both_formats_and_from_a_file(tmp_path):
 )
 def test_bad_key_sources_fail_naming_the_field_never_the_key(env, match):
     with pytest.raises(ValueError, match=match) as e:
-        load_keys(AuthSpec(keys_env="TR_KEYS"), {} if env is None else {"TR_KEYS": env})
+        load_keys(AuthConfig(keys_env="TR_KEYS"), {} if env is None else {"TR_KEYS": env})
     assert "auth" in str(e.value) and SECRET_A not in str(e.value) and "short" not in str(e.value).split(":")[-1]
 
 
 def test_authenticate():
-    ring = KeyRing(load_keys(AuthSpec(keys_env="K"), {"K": f"team-a:{SECRET_A},team-b:{SECRET_B}"}))
+    ring = KeyRing(load_keys(AuthConfig(keys_env="K"), {"K": f"team-a:{SECRET_A},team-b:{SECRET_B}"}))
     assert ring.authenticate(f"Bearer {SECRET_B}").name == "team-b"
     assert ring.authenticate(f"bearer {SECRET_A}").name == "team-a"
     for header in (None, "", SECRET_A, "Bearer ", f"Basic {SECRET_A}", f"Bearer {SECRET_A}x", f"Bearer {SECRET_A[:-1]}"):
-        with pytest.raises(p.APIError) as e:
+        with pytest.raises(errors.APIError) as e:
             ring.authenticate(header)
         assert e.value.status == 401 and e.value.code == "invalid_api_key" and SECRET_A not in e.value.message
 
@@ -158,7 +157,7 @@ def test_requests_per_minute_with_retry_after():
         now[0] = t
         q.admit()
     now[0] = 30
-    with pytest.raises(p.APIError) as e:
+    with pytest.raises(errors.APIError) as e:
         q.admit()
     assert e.value.status == 429 and e.value.code == "rate_limit_exceeded" and e.value.retry_after == 30
     now[0] = 60.5  # the first request left the window
@@ -181,15 +180,15 @@ def test_tier2_cap_holds_a_key_that_only_sends_hard_prompts():
 
 
 def test_fallback_directions_are_configured_one_by_one():
-    assert other_tier(2, FallbackSpec()) == 1 and other_tier(1, FallbackSpec()) is None
-    both = FallbackSpec(tier1_to_tier2=True)
+    assert other_tier(2, FallbackConfig()) == 1 and other_tier(1, FallbackConfig()) is None
+    both = FallbackConfig(tier1_to_tier2=True)
     assert other_tier(1, both) == 2
-    assert other_tier(2, FallbackSpec(tier2_to_tier1=False)) is None
+    assert other_tier(2, FallbackConfig(tier2_to_tier1=False)) is None
 
 
 def served(**kw):
     d = Decision(tier=2, complexity_score=0.9, confidence=0.8, threshold=0.3, scorer="kinds", kind="chat", signals={"embedding": 0.9}, router_latency_ms=3.2)
-    return p.Served(d, 1, "small", "fallback", Fallback(2, 1, "timeout"), key="team-a", **kw)
+    return r.Served(d, 1, "small", "fallback", Fallback(2, 1, "timeout"), key="team-a", **kw)
 
 
 def test_decision_line_and_headers_say_how_a_request_was_served(caplog):
@@ -199,9 +198,9 @@ def test_decision_line_and_headers_say_how_a_request_was_served(caplog):
     assert line["reason"] == "fallback" and line["fallback"] == {"from_tier": 2, "to_tier": 1, "cause": "timeout"}
     assert line["prompt_tokens"] == 7 and line["tier_latency_ms"] == 12.5 and "prompt" not in line
     assert json.loads(decision_line("r1", s, None, None, text="hello"))["prompt"] == "hello"
-    h = p.decision_headers(s)
+    h = r.decision_headers(s)
     assert h["x-tierroute-tier"] == "1" and h["x-tierroute-fallback"] == "tier2->tier1; cause=timeout" and h["x-tierroute-reason"] == "fallback"
-    f = p.routed_field(s)
+    f = r.routed_field(s)
     assert f["tier"] == 1 and f["decided_tier"] == 2 and f["fallback"]["cause"] == "timeout"
     with caplog.at_level(logging.INFO, logger="tierroute.decisions"):
         log_decision("r2", s, 1.0, None)
@@ -224,7 +223,7 @@ def test_every_dashboard_query_names_an_exported_metric():
         assert names, expr
         for full in names:
             base = next((full.removesuffix(s) for m in METRICS.values() for s in SUFFIX[m[0]] if full.endswith(s) and full.removesuffix(s) in METRICS), None)
-            assert base is not None, f"{full} is not exported (app/serve/metrics.py)"
+            assert base is not None, f"{full} is not exported (app/serve/prometheus.py)"
             assert any(full.endswith(s) for s in SUFFIX[METRICS[base][0]]), full
             used.add(base)
     assert used == set(METRICS), f"metrics with no panel: {set(METRICS) - used}"
@@ -242,10 +241,10 @@ def test_only_scored_decisions_feed_the_score_histogram():
 
         observe = inc
 
-    m = Metrics(MetricsSpec(enabled=False))
+    m = Metrics(MetricsConfig(enabled=False))
     m._m = {name: Rec() for name in METRICS}
     m.served(served(), 5.0, None)  # a scored decision that fell back
-    bypassed = p.Served(p.bypass(2, 0.3), 1, "small", "fallback", Fallback(2, 1, "error"))
+    bypassed = r.Served(r.bypass(2, 0.3), 1, "small", "fallback", Fallback(2, 1, "error"))
     m.served(bypassed, 5.0, None)
     assert [v for v, _ in m._m["tierroute_complexity_score"].seen] == [0.9]
     assert len(m._m["tierroute_requests"].seen) == 2 and len(m._m["tierroute_fallbacks"].seen) == 2

@@ -1,4 +1,5 @@
-"""The ingress's OpenAI protocol module without a cluster: FastAPI's TestClient over its functions."""
+"""The ingress's request parsing, errors and response shaping without a cluster: FastAPI's TestClient over
+the one parse step of each endpoint (:mod:`app.serve.requests`), :mod:`app.serve.errors` and :mod:`app.serve.responses`."""
 
 import asyncio
 import json
@@ -9,31 +10,31 @@ from conftest import openai_error
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
-from app.serve import protocol as p
+from app.serve.config import IngressConfig
+from app.serve.errors import APIError, engine_error, install_error_handlers
+from app.serve.requests import messages_text, parse_chat, parse_completions, parse_route, prompt_text_of, read_json, target_of, validate
+from app.serve.responses import tag_sse
 
 TIERS = {"small": 1, "large": 2}
 USER = [{"role": "user", "content": "Solve x^2 = 4."}]
+INGRESS = IngressConfig(router_name="auto", max_body_bytes=4096)
 
 
 @pytest.fixture(scope="module")
 def client():
-    """The protocol steps in the order the ingress's endpoints take them."""
+    """Each endpoint's one parse step, as the ingress takes it."""
     app = FastAPI()
-    p.install_error_handlers(app)
+    install_error_handlers(app)
 
-    @app.post("/chat")
-    async def chat(request: Request):
-        data = await p.read_json(request, 4096)
-        return {"target": p.target(data, "auto", TIERS), "text": p.messages_text(data.get("messages"))}
+    def endpoint(path: str, parse):
+        @app.post(path)
+        async def handle(request: Request):
+            parsed = parse(await read_json(request, INGRESS.max_body_bytes), INGRESS, TIERS)
+            return {"target": parsed.target, "text": parsed.text} if parsed.endpoint != "route" else {"text": parsed.text}
 
-    @app.post("/completions")
-    async def completions(request: Request):
-        data = await p.read_json(request, 4096)
-        return {"target": p.target(data, "auto", TIERS), "text": p.prompt_text_of(data.get("prompt"))}
-
-    @app.post("/route")
-    async def route(request: Request):
-        return {"text": p.route_text(await p.read_json(request, 4096))}
+    endpoint("/chat", parse_chat)
+    endpoint("/completions", parse_completions)
+    endpoint("/route", parse_route)
 
     @app.get("/boom")
     async def boom():
@@ -43,10 +44,10 @@ def client():
 
 
 def test_target_and_text():
-    assert p.target({"model": "auto"}, "auto", TIERS) is None and p.target({"model": "large"}, "auto", TIERS) == 2
+    assert target_of({"model": "auto"}, "auto", TIERS) is None and target_of({"model": "large"}, "auto", TIERS) == 2
     two_users = [*USER, {"role": "assistant", "content": "x = ±2"}, {"role": "user", "content": "Now x^3 = 8."}]
-    assert p.messages_text(two_users) == "Now x^3 = 8.\n\nContext: Solve x^2 = 4."
-    assert p.prompt_text_of(["a", 7]) == "a 7"
+    assert messages_text(two_users) == "Now x^3 = 8.\n\nContext: Solve x^2 = 4."
+    assert prompt_text_of(["a", 7]) == "a 7"
 
 
 def test_chat_and_route_accept_and_reject_messages_alike(client):
@@ -92,22 +93,22 @@ def test_a_500_names_its_request_id_and_logs_the_cause_without_echoing_it(client
 def test_validate_names_the_field_of_the_engines_request_model():
     from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
-    with pytest.raises(p.APIError) as e:
-        p.validate(ChatCompletionRequest, {"model": "auto", "messages": USER, "max_tokens": "many"})
+    with pytest.raises(APIError) as e:
+        validate(ChatCompletionRequest, {"model": "auto", "messages": USER, "max_tokens": "many"})
     assert e.value.status == 400 and e.value.param == "max_tokens" and e.value.message.startswith("max_tokens: ")
-    assert p.validate(ChatCompletionRequest, {"model": "auto", "messages": USER, "max_tokens": 3}).max_tokens == 3
+    assert validate(ChatCompletionRequest, {"model": "auto", "messages": USER, "max_tokens": 3}).max_tokens == 3
     # vLLM's own validators raise past pydantic: still a 400 naming the parameter (found by scripts/fuzz_api.py)
-    with pytest.raises(p.APIError) as e:
-        p.validate(ChatCompletionRequest, {"model": "auto", "messages": USER, "tool_choice": "required"})
+    with pytest.raises(APIError) as e:
+        validate(ChatCompletionRequest, {"model": "auto", "messages": USER, "tool_choice": "required"})
     assert e.value.status == 400 and e.value.param == "tool_choice" and "tools" in e.value.message
 
 
 def test_engine_errors_keep_client_errors_and_hide_server_ones():
-    e = p.engine_error(400, "prompt is too long", "BadRequestError", "messages", "r1")
+    e = engine_error(400, "prompt is too long", "BadRequestError", "messages", "r1")
     assert (e.status, e.message, e.param) == (400, "prompt is too long", "messages")
-    e = p.engine_error(400, "This model's maximum context length is 1024 tokens. However, ...", "BadRequestError", None, "r1")
+    e = engine_error(400, "This model's maximum context length is 1024 tokens. However, ...", "BadRequestError", None, "r1")
     assert e.status == 400 and e.code == "context_length_exceeded" and e.param == "messages"
-    e = p.engine_error(500, "CUDA error: device-side assert at 0x7f", "InternalServerError", None, "r2")
+    e = engine_error(500, "CUDA error: device-side assert at 0x7f", "InternalServerError", None, "r2")
     assert e.status == 500 and "CUDA" not in e.message and "r2" in e.message
 
 
@@ -122,7 +123,7 @@ def _chunk(i, usage=None):
 
 def _collect(first, rest, **kw):
     async def collect():
-        return [e async for e in p.tag_sse(first, rest, {"tier": 1}, "r9", **kw)]
+        return [e async for e in tag_sse(first, rest, {"tier": 1}, "r9", **kw)]
 
     return asyncio.run(collect())
 

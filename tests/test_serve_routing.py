@@ -1,4 +1,4 @@
-"""The ingress's routing service, with a test double for the embedder and the router LLM
+"""The ingress's router service, with a test double for the embedder and the router LLM
 (unit tests; batching needs a Serve replica and is tested on the real graph in test_serve_graph.py)."""
 
 import asyncio
@@ -8,7 +8,7 @@ from conftest import FakeEmbedder
 
 from app.routing.artifact import load_artifact
 from app.routing.router import Router
-from app.serve.routing import RoutingService
+from app.serve.router_service import RouterService
 
 HARD, EASY = "please prove or derive result 3 word", "what is item 7 word word"
 
@@ -27,11 +27,11 @@ def service(router, rate, timeout=0.2):
     async def embed(texts):
         return router.embedder.encode(texts)
 
-    return RoutingService(router, embed, rate, timeout, max_batch_size=8, batch_wait_timeout_s=0.01)
+    return RouterService(router, embed, rate, timeout, max_batch_size=8, batch_wait_timeout_s=0.01)
 
 
-def decide(router, rate, text=EASY, **kw):
-    return asyncio.run(service(router, rate).decide(text, **kw))
+def route(router, rate, text=EASY, **kw):
+    return asyncio.run(service(router, rate).route(text, **kw))
 
 
 def test_llm_rating_is_used_inside_the_band(router):
@@ -39,7 +39,7 @@ def test_llm_rating_is_used_inside_the_band(router):
         assert "item 7" in text
         return 1.0
 
-    d = decide(router, rate)
+    d = route(router, rate)
     assert d.llm_consulted and d.signals["llm"] == 1.0 and d.llm_fallback is None
     assert d.complexity_score > d.signals["embedding"]
 
@@ -52,7 +52,7 @@ def test_slow_or_failing_llm_falls_back_to_embedding_without_echoing_the_error(r
         raise ConnectionError("replica died at 10.0.0.7")
 
     for rate, why in ((slow, "timed out after 0.2s"), (broken, "router LLM failed"), (None, "not configured")):
-        d = decide(router, rate)
+        d = route(router, rate)
         assert not d.llm_consulted and d.signals["llm"] is None and why in d.llm_fallback
         assert "10.0.0.7" not in d.llm_fallback and "ConnectionError" not in d.llm_fallback
         assert d.complexity_score == d.signals["embedding"]
@@ -66,17 +66,36 @@ def test_llm_not_asked_outside_the_band(router):
         calls.append(text)
         return 0.5
 
-    d = decide(router, rate, text=HARD)
+    d = route(router, rate, text=HARD)
     assert calls == [] and not d.llm_consulted and d.llm_fallback is None
 
 
 def test_a_per_decision_threshold_overrides_the_artifacts(router):
     router.artifact.hybrid.band = 0.0
-    default = decide(router, None, text=HARD)
+    default = route(router, None, text=HARD)
     assert default.threshold == router.threshold
     for threshold, tier in ((0.0, 2), (default.complexity_score + 1e-6, 1)):
-        d = decide(router, None, text=HARD, threshold=threshold)
+        d = route(router, None, text=HARD, threshold=threshold)
         assert d.tier == tier and d.threshold == threshold and d.complexity_score == default.complexity_score
+
+
+def test_confidence_is_measured_from_the_threshold_the_decision_used(router):
+    """A live threshold (explicit, or a share controller's) other than the artifact's: the reported
+    confidence agrees with the tier chosen -- 0 at the live threshold, growing away from it."""
+    router.artifact.hybrid.band = 0.0
+    score = route(router, None, text=HARD).complexity_score
+    at = route(router, None, text=HARD, threshold=score)
+    assert at.tier == 2 and at.threshold == score and at.confidence == pytest.approx(0.0, abs=1e-9)
+    # between the artifact's threshold and the score: a live threshold just above the score sends it to tier 1,
+    # with little confidence (measured from the artifact's threshold it would be confident of tier 2)
+    live = score + 1e-3 if score > router.threshold else score - 1e-3
+    near = route(router, None, text=HARD, threshold=live)
+    assert near.tier == (1 if live > score else 2) and near.confidence < 0.05
+    far = route(router, None, text=HARD, threshold=0.0)
+    assert far.tier == 2 and far.confidence > near.confidence
+    for t in (0.2, 0.5, 0.8):
+        d = route(router, None, text=HARD, threshold=t)
+        assert d.confidence == pytest.approx(router.confidence(d.complexity_score, t))
 
 
 def test_share_controller_sets_each_decisions_threshold_and_holds_the_share(router):
@@ -85,7 +104,7 @@ def test_share_controller_sets_each_decisions_threshold_and_holds_the_share(rout
 
     router.artifact.hybrid.band = 0.0
     ctrl = ShareController(ControllerConfig(enabled=True, target_tier2_share=0.3, window=200, warmup=50), router.threshold)
-    svc = RoutingService(router, service(router, None)._embed, None, 0.2, controller=ctrl)
+    svc = RouterService(router, service(router, None)._embed, None, 0.2, controller=ctrl)
     # lengths varied enough that few prompts tie at any threshold (13 lengths alone left the share
     # jumping between tie groups under the stand-in embedder)
     texts = [f"what is item {i} " + "word " * (i % 37) + "x" * (i % 11) for i in range(600)]
@@ -94,8 +113,9 @@ def test_share_controller_sets_each_decisions_threshold_and_holds_the_share(rout
         out = []
         for t in texts:
             used = svc.threshold
-            d = await svc.decide(t)
+            d = await svc.route(t)
             assert d.threshold == used  # each decision reports the threshold it was routed with
+            assert d.confidence == pytest.approx(router.confidence(d.complexity_score, used))  # and measures from it
             out.append(d)
         return out
 
@@ -107,7 +127,7 @@ def test_share_controller_sets_each_decisions_threshold_and_holds_the_share(rout
     assert state["warm"] and state["target_tier2_share"] == 0.3 and state["threshold"] == pytest.approx(svc.threshold, abs=1e-6)
     # without a controller the threshold is the artifact's
     plain = service(router, None)
-    assert plain.controller_state() is None and asyncio.run(plain.decide(texts[0])).threshold == router.threshold
+    assert plain.controller_state() is None and asyncio.run(plain.route(texts[0])).threshold == router.threshold
 
 
 def test_failing_embedder_sends_requests_to_the_degraded_tier(router):
@@ -115,6 +135,6 @@ def test_failing_embedder_sends_requests_to_the_degraded_tier(router):
         raise TimeoutError("embedder at 10.0.0.7 did not answer")
 
     for tier in (1, 2):
-        svc = RoutingService(router, broken, None, 0.2, degraded_tier=tier)
-        d = asyncio.run(svc.decide(HARD))
+        svc = RouterService(router, broken, None, 0.2, degraded_tier=tier)
+        d = asyncio.run(svc.route(HARD))
         assert d.tier == tier and d.scorer == "degraded" and d.signals == {} and d.threshold == router.threshold

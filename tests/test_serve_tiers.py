@@ -10,7 +10,7 @@ from ray.serve.llm.openai_api_models import ErrorResponse
 from starlette.requests import Request
 
 from app.serve.fallback import TierFailure
-from app.serve.protocol import APIError
+from app.serve.errors import APIError
 from app.serve.tiers import Tiers
 
 

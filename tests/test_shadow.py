@@ -7,7 +7,7 @@ import random
 import pytest
 
 from app.calibration.data import load_file
-from app.serve.config import ShadowSpec
+from app.serve.config import ShadowConfig
 from app.serve.shadow import HourBudget, OutcomeLog, Shadow
 
 MODELS = {1: "small", 2: "large"}
@@ -49,7 +49,7 @@ def make(tmp_path, tiers, clock=None, **spec):
     counts = Counts()
     log = OutcomeLog(tmp_path / "out.jsonl", 1 << 20, 2)
     kw = {"clock": clock} if clock else {}
-    s = Shadow(ShadowSpec(enabled=True, sample_rate=1.0, **spec), MODELS, tiers, log, counts, rng=random.Random(0), **kw)
+    s = Shadow(ShadowConfig(enabled=True, sample_rate=1.0, **spec), MODELS, tiers, log, counts, rng=random.Random(0), **kw)
     return s, counts, log
 
 
@@ -179,7 +179,7 @@ def test_judge_must_be_a_tier():
             }
         )
     with pytest.raises(ValueError, match="outcomes_path"):
-        ShadowSpec(outcomes_path="out.txt")
+        ShadowConfig(outcomes_path="out.txt")
 
 
 def test_evaluate_outcomes_reports_the_running_estimates(tmp_path, capsys):

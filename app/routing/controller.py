@@ -66,13 +66,13 @@ class ShareController:
     def _clip(self, t: float) -> float:
         return float(np.clip(t, self.config.min_threshold, self.config.max_threshold))
 
-    def observe(self, score: float) -> float:
-        """Record one decision's score; return the threshold it is routed with (the one before it moved)."""
+    def observe(self, score: float) -> None:
+        """Record one decision's score (routed with the threshold before this call moves it)."""
         used = self.threshold
         self.scores.append(float(score))
         self.decisions += 1
         if not self.warm:
-            return used
+            return
         share = self.config.target_tier2_share
         if not self.started or self.decisions % self.SPREAD_EVERY == 0:
             window = np.fromiter(self.scores, float)
@@ -81,10 +81,9 @@ class ShareController:
             if not self.started:  # warm from now on: start at the window's quantile
                 self.started = True
                 self.threshold = self._clip(aim)
-                return used
+                return
         step = self.config.smoothing * self.spread
         self.threshold = self._clip(self.threshold + step * ((1.0 - share) if score >= used else -share))
-        return used
 
     def state(self) -> dict[str, float | int | bool]:
         """For /v1/route responses and logs."""

@@ -127,13 +127,19 @@ class Router:
         """Is the score (at ``quantile`` of traffic) within the band around the threshold (the artifact's, or a live one)?"""
         if self.artifact.hybrid.llm_weight == 0:  # fitted to add nothing: never spend the latency
             return False
-        q_t = self._q_threshold if threshold is None else float(self.artifact.quantile_of(threshold))
-        return in_band(float(quantile), q_t, self.artifact.hybrid.band)
+        return in_band(float(quantile), self._quantile_of_threshold(threshold), self.artifact.hybrid.band)
 
-    def confidence(self, score: float) -> float:
-        q = float(self.artifact.quantile_of(score))
-        room = self._q_threshold if q < self._q_threshold else 1.0 - self._q_threshold
-        return float(min(1.0, abs(q - self._q_threshold) / room)) if room > 0 else 1.0
+    def _quantile_of_threshold(self, threshold: float | None) -> float:
+        """The place of ``threshold`` (default: the artifact's) in the operating-point traffic."""
+        if threshold is None or threshold == self.threshold:
+            return self._q_threshold
+        return float(self.artifact.quantile_of(threshold))
+
+    def confidence(self, score: float, threshold: float | None = None) -> float:
+        """0 at ``threshold`` (the artifact's, or the live one the decision used), 1 at the far end of traffic."""
+        q, q_t = float(self.artifact.quantile_of(score)), self._quantile_of_threshold(threshold)
+        room = q_t if q < q_t else 1.0 - q_t
+        return float(min(1.0, abs(q - q_t) / room)) if room > 0 else 1.0
 
     def decide(
         self,
@@ -145,7 +151,8 @@ class Router:
     ) -> Decision:
         """Decision for one prompt (``scores`` of a batch of one); ``llm_score`` in [0, 1] when the LLM answered.
 
-        ``threshold`` overrides the artifact's (a share controller's live threshold).
+        ``threshold`` overrides the artifact's (a share controller's live threshold); the decision carries
+        the threshold it used, and its confidence is measured from that one.
         """
         emb_score = float(scores.score[0])
         threshold = self.threshold if threshold is None else float(threshold)
@@ -155,7 +162,7 @@ class Router:
         return Decision(
             tier=2 if final >= threshold else 1,
             complexity_score=final,
-            confidence=self.confidence(final),
+            confidence=self.confidence(final, threshold),
             threshold=threshold,
             scorer=("hybrid+" if consulted else "") + self.artifact.scorer.family,
             kind=scores.kind[0],

@@ -28,10 +28,10 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from app.validation import first_error
-from app.serve.config import ApiKeySpec, AuthSpec, KeyLimits
-from app.serve.protocol import APIError
+from app.serve.config import ApiKeyConfig, AuthConfig, KeyLimits
+from app.serve.errors import APIError
 
-_Keys = TypeAdapter(list[ApiKeySpec])
+_Keys = TypeAdapter(list[ApiKeyConfig])
 
 
 def digest(key: str) -> bytes:
@@ -69,7 +69,7 @@ def _entries(text: str, where: str) -> list:
     return out
 
 
-def load_keys(spec: AuthSpec, environ: Mapping[str, str] = os.environ) -> list[Key]:
+def load_keys(spec: AuthConfig, environ: Mapping[str, str] = os.environ) -> list[Key]:
     """The configured keys; [] when auth is off. A ValueError naming the source and field otherwise
     (the message never contains a key)."""
     raw: list[tuple[str, list]] = []

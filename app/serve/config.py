@@ -1,22 +1,25 @@
-"""Typed configuration of the serving graph: one validated model per deployment.
+"""Typed configuration of the serving graph: one validated ``*Config`` model per block. No Ray here.
 
-A Serve config file's ``applications[].args`` is parsed into :class:`AppConfig`
-by :func:`app.serve.graph.build_app`; an invalid field fails the deploy at once
-with a message naming it.
+A Serve config file's ``applications[].args`` is parsed into :class:`AppConfig` by
+:func:`app.serve.graph.build_app` (which turns these into Ray's objects); an invalid field fails
+the deploy at once with a message naming it.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from ray.serve.config import AutoscalingConfig
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.routing.artifact import Artifact
 from app.routing.controller import ControllerConfig
 from app.routing.embed import EmbedderConfig, model_id
 from app.validation import describe
+
+logger = logging.getLogger("tierroute.config")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,27 +37,26 @@ class Strict(BaseModel):
 
 
 class Autoscaling(Strict):
-    """The part of Ray Serve's ``AutoscalingConfig`` a deployment here sets; Ray's own rules validate it."""
+    """The part of Ray Serve's ``AutoscalingConfig`` a deployment here sets (Ray's own model validates it
+    again where the graph is built: :func:`app.serve.graph.app_config`)."""
 
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
     target_ongoing_requests: float = Field(4, gt=0)
 
-    def ray(self) -> AutoscalingConfig:
-        """Ray's config; a deployment starts with ``max(min_replicas, 1)`` replicas."""
-        return AutoscalingConfig(
-            min_replicas=self.min_replicas,
-            initial_replicas=max(self.min_replicas, 1),
-            max_replicas=self.max_replicas,
-            target_ongoing_requests=self.target_ongoing_requests,
-        )
+    def options(self) -> dict[str, Any]:
+        """The fields of Ray's ``AutoscalingConfig``; a deployment starts with ``max(min_replicas, 1)`` replicas."""
+        return {
+            "min_replicas": self.min_replicas,
+            "initial_replicas": max(self.min_replicas, 1),
+            "max_replicas": self.max_replicas,
+            "target_ongoing_requests": self.target_ongoing_requests,
+        }
 
     @model_validator(mode="after")
-    def _valid_for_ray(self):
-        try:
-            self.ray()
-        except ValidationError as e:
-            raise ValueError(describe(e)) from None
+    def _min_below_max(self):
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
         return self
 
 
@@ -77,11 +79,11 @@ class Resources(Strict):
             "logging_config": {"enable_access_log": self.access_log},
             "max_ongoing_requests": self.max_ongoing_requests,
             "max_queued_requests": self.max_queued_requests,
-            "autoscaling_config": self.autoscaling.ray().model_dump(exclude_unset=True),
+            "autoscaling_config": self.autoscaling.options(),
         }
 
 
-class EngineSpec(Strict):
+class EngineConfig(Strict):
     """One vLLM engine served through Ray Serve LLM (tier 1, tier 2 or the router LLM)."""
 
     model_id: str = Field(min_length=1, description="the name clients use in 'model'")
@@ -124,13 +126,18 @@ class EngineSpec(Strict):
         return [{"CPU": self.bundle_cpus, "GPU": self.bundle_gpus}] * self.tensor_parallel_size
 
 
-class RouterLLMSpec(EngineSpec):
+class RouterLLMConfig(EngineConfig):
     enabled: bool = True
     timeout_s: float = Field(2.0, gt=0, description="past this the decision falls back to the embedding score")
 
 
-class EmbedderSpec(Strict):
-    embedder: EmbedderConfig = EmbedderConfig()
+class EmbedderServeConfig(EmbedderConfig):
+    """The embedder of the graph: the model's fields (:class:`app.routing.embed.EmbedderConfig`: model,
+    prefix, device, backend, precision, num_threads, ...) beside how it is served.
+
+    The old shape, the model's fields in a nested ``embedder:`` block, still loads, with a deprecation warning.
+    """
+
     colocate: bool = Field(
         False,
         description="run the model inside the ingress replica instead of its own deployment: one Serve hop "
@@ -145,6 +152,25 @@ class EmbedderSpec(Strict):
     )
     replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=64, access_log=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nested_model_fields(cls, data: Any) -> Any:
+        """``embedder: {embedder: {model: ...}}`` (before the rename) -> ``embedder: {model: ...}``."""
+        if not isinstance(data, dict) or not isinstance(data.get("embedder"), dict):
+            return data
+        message = f"config: `embedder.embedder` is deprecated: its fields {sorted(data['embedder'])} moved up (embedder.embedder.model -> embedder.model)"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        logger.warning(message)
+        nested, rest = data["embedder"], {k: v for k, v in data.items() if k != "embedder"}
+        both = sorted(set(nested) & set(rest))
+        if both:
+            raise ValueError(f"embedder.embedder: {both} set both here and one level up")
+        return {**rest, **nested}
+
+    def embedding_model(self) -> EmbedderConfig:
+        """The embedding model's own config (what :class:`app.routing.embed.Embedder` loads)."""
+        return EmbedderConfig(**{f: getattr(self, f) for f in EmbedderConfig.model_fields})
+
     @model_validator(mode="after")
     def _batch_fits(self):
         if self.replica.max_ongoing_requests < self.max_batch_size:
@@ -152,7 +178,7 @@ class EmbedderSpec(Strict):
         return self
 
 
-class IngressSpec(Strict):
+class IngressConfig(Strict):
     router_name: str = Field("auto", min_length=1, description="the 'model' value that asks for routing")
     max_body_bytes: int = Field(1 << 20, ge=1024)
     max_json_depth: int = Field(32, ge=4, le=1000, description="deepest nesting of arrays and objects a body may have")
@@ -172,6 +198,7 @@ class IngressSpec(Strict):
         description="call the tiers, router LLM and embedder over Ray Serve's gRPC transport (by value) instead "
         "of Ray actor calls: about half the CPU and latency per hop",
     )
+    one_event_loop: bool = Field(True, description="the ingress's code and its calls on the replica's main event loop: no thread hops per request")
     replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=256)
 
     @model_validator(mode="after")
@@ -184,7 +211,7 @@ class IngressSpec(Strict):
         return self
 
 
-class FallbackSpec(Strict):
+class FallbackConfig(Strict):
     """What happens when a tier errors, times out, is overloaded or has no healthy replica."""
 
     tier2_to_tier1: bool = Field(True, description="a failed tier-2 request is served by tier 1")
@@ -201,7 +228,7 @@ class Price(Strict):
     output_per_mtok: float = Field(0.0, ge=0)
 
 
-class MetricsSpec(Strict):
+class MetricsConfig(Strict):
     enabled: bool = Field(True, description="Prometheus metrics through ray.serve.metrics")
     tier1_price: Price = Price(input_per_mtok=0.10, output_per_mtok=0.10)
     tier2_price: Price = Price(input_per_mtok=0.90, output_per_mtok=0.90)
@@ -217,12 +244,12 @@ class KeyLimits(Strict):
     tier2_window: int = Field(100, ge=10, description="recent routed requests the tier-2 share is measured over")
 
 
-class ApiKeySpec(KeyLimits):
+class ApiKeyConfig(KeyLimits):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
     key: str = Field(min_length=16, repr=False)
 
 
-class AuthSpec(Strict):
+class AuthConfig(Strict):
     """Optional API keys. Keys come from an environment variable and/or a file, never from this config."""
 
     keys_env: str | None = Field(
@@ -236,7 +263,7 @@ class AuthSpec(Strict):
         return bool(self.keys_env or self.keys_file)
 
 
-class ShadowSpec(Strict):
+class ShadowConfig(Strict):
     """Optional shadow evaluation: a sampled share of routed requests also answered by the other tier and judged, off the response path."""
 
     enabled: bool = Field(False, description="off by default: it costs tier capacity and writes prompts to the outcomes log")
@@ -265,18 +292,18 @@ class AppConfig(Strict):
     """Arguments of ``app.serve.graph:build_app``."""
 
     artifact: str | None = Field(None, description="calibration artifact; default: the shipped one")
-    ingress: IngressSpec = IngressSpec()
-    embedder: EmbedderSpec = EmbedderSpec()
-    router_llm: RouterLLMSpec | None = None
-    tier1: EngineSpec
-    tier2: EngineSpec
-    fallback: FallbackSpec = FallbackSpec()
-    auth: AuthSpec = AuthSpec()
-    metrics: MetricsSpec = MetricsSpec()
+    ingress: IngressConfig = IngressConfig()
+    embedder: EmbedderServeConfig = EmbedderServeConfig()
+    router_llm: RouterLLMConfig | None = None
+    tier1: EngineConfig
+    tier2: EngineConfig
+    fallback: FallbackConfig = FallbackConfig()
+    auth: AuthConfig = AuthConfig()
+    metrics: MetricsConfig = MetricsConfig()
     controller: ControllerConfig = Field(
         ControllerConfig(), description="optional: hold a target tier-2 share on live traffic (off: the artifact's threshold)"
     )
-    shadow: ShadowSpec = Field(ShadowSpec(), description="optional: judge a sampled share of routed requests against the other tier")
+    shadow: ShadowConfig = Field(ShadowConfig(), description="optional: judge a sampled share of routed requests against the other tier")
 
     @field_validator("artifact")
     @classmethod
@@ -291,25 +318,24 @@ class AppConfig(Strict):
     def with_artifact_embedder(self, artifact: Artifact) -> "AppConfig":
         """This config with the embedding model and prefix ``artifact`` was calibrated with.
 
-        ``embedder.embedder.model``/``prefix`` left out are taken from the artifact; set to anything
+        ``embedder.model``/``prefix`` left out are taken from the artifact; set to anything
         else, they are an error naming both models: another model's embeddings scored against the
         artifact's would mis-route silently (same dimension) or fail on the first request (another one).
         """
-        e, want = self.embedder.embedder, artifact.embedder
+        e, want = self.embedder, artifact.embedder
         where = f"artifact {self.artifact or 'shipped default'}"
         if "model" in e.model_fields_set and model_id(e.model) != want.model_id:
             raise ValueError(
-                f"embedder.embedder.model: {e.model!r} is not the embedding model the {where} was calibrated with "
+                f"embedder.model: {e.model!r} is not the embedding model the {where} was calibrated with "
                 f"({want.model_id!r}); serve {want.model_id!r} (or leave the field out), or calibrate an artifact "
                 f"with `tierroute calibrate --embedding-model {e.model}`"
             )
         if "prefix" in e.model_fields_set and e.prefix != want.prefix:
             raise ValueError(
-                f"embedder.embedder.prefix: {e.prefix!r} is not the prefix the {where} was calibrated with "
+                f"embedder.prefix: {e.prefix!r} is not the prefix the {where} was calibrated with "
                 f"({want.prefix!r}) for {want.model_id!r}; leave the field out to use the artifact's"
             )
-        emb = e.model_copy(update={"model": want.model_id, "prefix": want.prefix})
-        return self.model_copy(update={"embedder": self.embedder.model_copy(update={"embedder": emb})})
+        return self.model_copy(update={"embedder": e.model_copy(update={"model": want.model_id, "prefix": want.prefix})})
 
     @model_validator(mode="after")
     def _distinct_names(self):

@@ -10,10 +10,8 @@ tier 2 -> tier 1 on by default (cheaper, keeps answering), tier 1 -> tier 2 off 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the config module imports Ray; this one does not
-    from app.serve.config import FallbackSpec
+from app.serve.config import FallbackConfig
 
 CAUSES = ("error", "timeout", "overloaded", "unavailable")
 
@@ -41,10 +39,12 @@ class Fallback:
         return f"tier{self.from_tier}->tier{self.to_tier}; cause={self.cause}"
 
 
-def other_tier(tier: int, spec: FallbackSpec) -> int | None:
+def other(tier: int) -> int:
+    """The tier a request was not sent to (the one fallback and shadow evaluation turn to)."""
+    return 2 if tier == 1 else 1
+
+
+def other_tier(tier: int, cfg: FallbackConfig) -> int | None:
     """The tier that takes over from ``tier``, or None where that direction is off."""
-    if tier == 2 and spec.tier2_to_tier1:
-        return 1
-    if tier == 1 and spec.tier1_to_tier2:
-        return 2
-    return None
+    on = cfg.tier2_to_tier1 if tier == 2 else cfg.tier1_to_tier2
+    return other(tier) if on else None

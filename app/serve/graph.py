@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import ValidationError
 from ray import serve
+from ray.serve.config import AutoscalingConfig
 
 from app.routing.artifact import Artifact, load_artifact
 from app.validation import describe
 from app.serve.auth import load_keys
-from app.serve.config import AppConfig, EmbedderSpec
+from app.serve.config import AppConfig, EmbedderServeConfig
 from app.serve.ingress import Ingress
 from app.serve.llm import llm_deployment
 
@@ -31,8 +32,8 @@ class EmbedderDeployment:
     def __init__(self, config: dict, artifact: str | None):
         from app.routing.embed import Embedder
 
-        spec = EmbedderSpec.model_validate(config)
-        self._embedder = Embedder(spec.embedder)  # set embedder.num_threads: Ray gives a 0.25-CPU replica one
+        spec = EmbedderServeConfig.model_validate(config)
+        self._embedder = Embedder(spec.embedding_model())  # set embedder.num_threads: Ray gives a 0.25-CPU replica one
         load_artifact(artifact).check_embedder(self._embedder.model_id, self._embedder.dim)
         self.embed.set_max_batch_size(spec.max_batch_size)
         self.embed.set_batch_wait_timeout_s(spec.batch_wait_timeout_s)
@@ -53,11 +54,25 @@ def app_config(args: dict | AppConfig) -> tuple[AppConfig, Artifact]:
         cfg = args if isinstance(args, AppConfig) else AppConfig.model_validate(args)
     except ValidationError as e:
         raise ValueError(f"tierroute config: {describe(e)}") from None
+    for name, replica in replicas(cfg):  # Ray's own rules, where the graph is built (the config has no Ray)
+        try:
+            AutoscalingConfig(**replica.autoscaling.options())
+        except ValidationError as e:
+            raise ValueError(f"tierroute config: {name}.replica.autoscaling: {describe(e)}") from None
     artifact = load_artifact(cfg.artifact)
     try:
         return cfg.with_artifact_embedder(artifact), artifact
     except ValueError as e:
         raise ValueError(f"tierroute config: {e}") from None
+
+
+def replicas(cfg: AppConfig):
+    """(block name, replica resources) of every deployment ``cfg`` configures."""
+    yield "ingress", cfg.ingress.replica
+    yield "embedder", cfg.embedder.replica
+    for name in ("router_llm", "tier1", "tier2"):
+        if getattr(cfg, name) is not None:
+            yield name, getattr(cfg, name).replica
 
 
 def embedder_deployment(cfg: AppConfig):
@@ -78,9 +93,22 @@ def ingress_app(cfg: AppConfig, tier1, tier2, router_llm=None):
         keys = [k.dump() for k in load_keys(cfg.auth)]
     except ValueError as e:
         raise ValueError(f"tierroute config: {e}") from None
-    return Ingress.options(name="Ingress", **cfg.ingress.replica.deployment_options()).bind(
+    return Ingress.options(name="Ingress", **ingress_options(cfg)).bind(
         cfg.model_dump(mode="json"), embedder_deployment(cfg), tier1, tier2, router_llm, keys
     )
+
+
+# Ray Serve's own switches (ray.serve._private.constants, read when a replica starts): the ingress's code and
+# its handle calls on the replica's main event loop, not a user-code thread and a router thread of their own
+ONE_EVENT_LOOP_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
+
+
+def ingress_options(cfg: AppConfig) -> dict:
+    """The ingress deployment's options: its replica resources, and ``ingress.one_event_loop``."""
+    opts = cfg.ingress.replica.deployment_options()
+    if cfg.ingress.one_event_loop:
+        opts["ray_actor_options"]["runtime_env"] = {"env_vars": dict(ONE_EVENT_LOOP_ENV)}
+    return opts
 
 
 def build_app(args: dict | AppConfig):

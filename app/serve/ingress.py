@@ -4,12 +4,14 @@
 ``POST /v1/route`` (the decision alone), ``GET /v1/models``, ``GET /healthz``
 (liveness), ``GET /readyz`` (200 only when every tier engine is healthy).
 
-* the protocol — what a request asks for, errors, SSE tagging: :mod:`app.serve.protocol` (no Ray);
-* the decision: :class:`app.serve.routing.RoutingService`;
-* the calls to the tier engines: :class:`app.serve.tiers.Tiers`; when one fails: :mod:`app.serve.fallback`;
-* input limits and the deadline: :mod:`app.serve.limits`; API keys and per-key limits: :mod:`app.serve.auth`;
-* Prometheus metrics: :mod:`app.serve.metrics`; one JSON line per decision: :mod:`app.serve.decision_log`;
-* shadow evaluation of a sampled share of routed requests, off the response path: :mod:`app.serve.shadow`.
+A request goes: admission, key and deadline (:meth:`Ingress._guarded`) -> the body read and parsed
+by its endpoint's one parse step (:mod:`app.serve.requests`) -> the decision
+(:class:`app.serve.router_service.RouterService`) and how it is served (:class:`app.serve.responses.Served`)
+-> the tier call (:class:`app.serve.tiers.Tiers`; when one fails: :mod:`app.serve.fallback`) -> the
+response shaped by :mod:`app.serve.responses`. Errors in OpenAI's shape: :mod:`app.serve.errors`;
+API keys and per-key limits: :mod:`app.serve.auth`; Prometheus metrics: :mod:`app.serve.prometheus`;
+one JSON line per decision: :mod:`app.serve.decision_log`; shadow evaluation of a sampled share of
+routed requests, off the response path: :mod:`app.serve.shadow`.
 """
 
 from __future__ import annotations
@@ -18,30 +20,47 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
-from ray.llm._internal.serve.core.ingress.utils import _sanitize_chat_completion_request
-from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
-from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest
 
-from app.serve import limits
-from app.serve import protocol as p
+from app.serve import errors
 from app.serve.auth import Key, KeyQuota, KeyRing
-from app.serve.config import AppConfig
+from app.serve.config import AppConfig, IngressConfig
 from app.serve.decision_log import log_decision
+from app.serve.errors import APIError, request_id
 from app.serve.fallback import Fallback, TierFailure, other_tier
-from app.serve.metrics import Metrics
-from app.serve.routing import routing_service
+from app.serve.prometheus import Metrics
+from app.serve.ray_llm import ModelCard, ModelList
+from app.serve.requests import ParsedRequest, parse_chat, parse_completions, parse_route, read_json, timeout_of
+from app.serve.responses import Served, bypass, decision_headers, routed_field, tag_sse
+from app.serve.router_service import router_service
 from app.serve.shadow import OutcomeLog, Shadow
 from app.serve.tiers import Tiers
 
 logger = logging.getLogger("tierroute.ingress")
 
+Parse = Callable[[dict, IngressConfig, dict[str, int]], ParsedRequest]  # an endpoint's one parse step
+
 api = FastAPI(title="tierroute", description="Complexity-based routing of OpenAI requests to model tiers.")
-p.install_error_handlers(api)
+errors.install_error_handlers(api)
+
+
+@dataclass
+class Admitted:
+    """A request past admission: its id, API key (None without auth), deadline and start time."""
+
+    rid: str
+    key: Key | None
+    deadline_s: float
+    started: float
+
+    def left_s(self) -> float:
+        return max(0.001, self.deadline_s - (time.monotonic() - self.started))
 
 
 class TierrouteModelCard(ModelCard):
@@ -54,7 +73,7 @@ class TierrouteModelList(ModelList):
     data: list[TierrouteModelCard]
 
 
-def rejection_cause(e: p.APIError) -> str:
+def rejection_cause(e: APIError) -> str:
     """The ``cause`` tag of a rejected request's metric."""
     if e.code in ("rate_limit_exceeded", "overloaded"):
         return {"rate_limit_exceeded": "rate_limited", "overloaded": "overloaded"}[e.code]
@@ -72,16 +91,16 @@ def _log_to_serve() -> None:
 
 def shadow_of(cfg: AppConfig, tiers: Tiers, metrics: Metrics) -> Shadow | None:
     """The replica's shadow evaluator, or None when the config leaves it off."""
-    spec = cfg.shadow
-    if not spec.enabled:
+    shadow_cfg = cfg.shadow
+    if not shadow_cfg.enabled:
         return None
     try:
         replica = serve.get_replica_context().replica_id.unique_id
     except Exception:  # not in a Serve replica (a unit test)
         replica = str(os.getpid())
-    path = Path(spec.outcomes_path)
-    log = OutcomeLog(path.with_name(f"{path.stem}-{replica}{path.suffix}"), spec.max_bytes, spec.backups)
-    return Shadow(spec, tiers.model, tiers.ask, log, metrics.shadow)  # a job's calls are bounded by its timeout_s
+    path = Path(shadow_cfg.outcomes_path)
+    log = OutcomeLog(path.with_name(f"{path.stem}-{replica}{path.suffix}"), shadow_cfg.max_bytes, shadow_cfg.backups)
+    return Shadow(shadow_cfg, tiers.model, tiers.ask, log, metrics.shadow)  # a job's calls are bounded by its timeout_s
 
 
 @serve.deployment
@@ -94,7 +113,7 @@ class Ingress:
             embedder, tier1, tier2, router_llm = (
                 h.options(_by_reference=False) if h is not None else None for h in (embedder, tier1, tier2, router_llm)
             )
-        self.routing = routing_service(self.cfg, embedder, router_llm)
+        self.router_service = router_service(self.cfg, embedder, router_llm)
         self.tiers = Tiers({1: (self.cfg.tier1.model_id, tier1), 2: (self.cfg.tier2.model_id, tier2)})
         loaded = [Key.load(k) for k in keys or []]
         self.keys = KeyRing(loaded) if loaded else None
@@ -108,7 +127,7 @@ class Ingress:
         """The ingress's own bound: past ``max_concurrent_requests``, 429 with Retry-After."""
         ing = self.cfg.ingress
         if self.active > ing.max_concurrent_requests:  # this request is counted already
-            raise p.overloaded(f"the router is at its limit of {ing.max_concurrent_requests} concurrent requests; retry shortly", ing.retry_after_s)
+            raise errors.overloaded(f"the router is at its limit of {ing.max_concurrent_requests} concurrent requests; retry shortly", ing.retry_after_s)
 
     def _key(self, request: Request) -> Key | None:
         if self.keys is None:
@@ -117,155 +136,146 @@ class Ingress:
         self.quotas[key.name].admit()
         return key
 
-    async def _body(self, request: Request) -> dict:
-        return await p.read_json(request, self.cfg.ingress.max_body_bytes, self.cfg.ingress.max_json_depth)
-
-    def _target(self, data: dict) -> int | None:
-        return p.target(data, self.cfg.ingress.router_name, self.tiers.by_model)
-
-    async def _guarded(self, request: Request, handler, streams: bool = False) -> Response:
-        """Admission, key and deadline around ``handler(key, deadline_s, started)``; every error counted."""
+    async def _guarded(self, request: Request, parse: Parse, streams: bool = False) -> Response:
+        """Admission, key and deadline around the request's handling by ``parse`` (its endpoint's parse
+        step); every error counted."""
         started = time.monotonic()
         self.active += 1
         handed_off = False
         try:
             self._admit()
             key = self._key(request)
-            deadline_s = limits.timeout_of(request.headers.get("x-tierroute-timeout"), self.cfg.ingress.request_timeout_s)
+            deadline_s = timeout_of(request.headers.get("x-tierroute-timeout"), self.cfg.ingress.request_timeout_s)
+            admitted = Admitted(request_id(request), key, deadline_s, started)
             try:
-                resp = await asyncio.wait_for(handler(key, deadline_s, started), deadline_s)
+                resp = await asyncio.wait_for(self._handle(request, parse, admitted), deadline_s)
             except asyncio.TimeoutError:
-                raise p.timed_out(deadline_s) from None
+                raise errors.timed_out(deadline_s) from None
             handed_off = streams and isinstance(resp, StreamingResponse)
             return resp
-        except p.APIError as e:
+        except APIError as e:
             self.metrics.rejected(rejection_cause(e))
             raise
         except Exception:
             self.metrics.rejected("internal")
             raise
         finally:
-            if not handed_off:  # a stream counts until it ends (on_end in _forward)
+            if not handed_off:  # a stream counts until it ends (on_end in _stream_response)
                 self.active -= 1
 
-    async def _call(self, tier: int, kind: str, req, request: Request):
-        """One attempt on ``tier``: the body (unary) or (first chunks, the rest) (stream), and the latency."""
+    async def _handle(self, request: Request, parse: Parse, a: Admitted) -> Response:
+        """The body, parsed by its endpoint's one step; then the decision alone (/v1/route) or the tier's answer."""
+        ing = self.cfg.ingress
+        parsed = parse(await read_json(request, ing.max_body_bytes, ing.max_json_depth), ing, self.tiers.by_model)
+        if parsed.endpoint == "route":
+            return await self._route_only(parsed, a)
+        served = await self._assign(parsed, a.key)
+        return await self._forward(parsed, served, request, a)
+
+    async def _assign(self, parsed: ParsedRequest, key: Key | None) -> Served:
+        """Which tier serves ``parsed``: its target, else the router's decision; a key's tier-2 cap may move it."""
+        if parsed.target is None:
+            d = await self.router_service.route(parsed.text, alone=self.active <= 1)
+        else:
+            d = bypass(parsed.target, self.router_service.threshold)
+        served = Served.as_decided(d, self.tiers.model[d.tier], key.name if key else None)
+        if key is not None and served.reason == "routed":
+            tier, capped = self.quotas[key.name].cap(served.tier)
+            if capped:
+                served.moved(tier, self.tiers.model[tier], "over-cap")
+        return served
+
+    async def _call(self, served: Served, parsed: ParsedRequest, request: Request):
+        """One attempt on ``served.tier``: the body (unary) or (first chunks, the rest) (stream), and the latency."""
+        req, tier = parsed.engine_request, served.tier
         req.model = self.tiers.model[tier]
         t0 = time.perf_counter()
         timeout = self.cfg.fallback.tier_timeout_s
         if req.stream:
-            out = await self.tiers.stream(tier, kind, req, request, timeout)
+            out = await self.tiers.stream(tier, parsed.endpoint, req, request, timeout)
         else:
-            out = await self.tiers.complete(tier, kind, req, request, timeout)
+            out = await self.tiers.complete(tier, parsed.endpoint, req, request, timeout)
         return out, (time.perf_counter() - t0) * 1000
 
-    def _tier_down(self, f: TierFailure) -> p.APIError:
+    def _tier_down(self, f: TierFailure) -> APIError:
         wait = self.cfg.ingress.retry_after_s
         if f.cause == "overloaded":
-            return p.overloaded("the model tiers are at their queue limits; retry shortly", wait)
-        return p.unavailable("no model tier can serve this request now; retry shortly", wait)
+            return errors.overloaded("the model tiers are at their queue limits; retry shortly", wait)
+        return errors.unavailable("no model tier can serve this request now; retry shortly", wait)
 
-    async def _decide(self, text: str, target: int | None, key: Key | None) -> p.Served:
-        if target is None:
-            d = await self.routing.decide(text, alone=self.active <= 1)
-        else:
-            d = p.bypass(target, self.routing.threshold)
-        served = p.Served.as_decided(d, self.tiers.model[d.tier], key.name if key else None)
-        if key is not None and served.reason == "routed":
-            tier, capped = self.quotas[key.name].cap(served.tier)
-            if capped:
-                served.tier, served.model, served.reason = tier, self.tiers.model[tier], "over-cap"
-        return served
-
-    async def _forward(
-        self, kind: str, req, text: str, target: int | None, request: Request, key, deadline_s, started, messages: list | None = None
-    ) -> Response:
-        rid = p.request_id(request)
-        served = await self._decide(text, target, key)
-        # shadow evaluation samples routed chat requests before they are served (a stream keeps its text)
-        shadowed = self.shadow is not None and messages is not None and served.reason == "routed" and self.shadow.sampled()
+    async def _call_or_fall_back(self, served: Served, parsed: ParsedRequest, request: Request, rid: str):
+        """The decided tier's answer, or the other tier's where it failed and that direction is on."""
         try:
-            out, tier_ms = await self._call(served.tier, kind, req, request)
+            return await self._call(served, parsed, request)
         except TierFailure as f:
             alt = other_tier(served.tier, self.cfg.fallback)
             if alt is None:
                 raise self._tier_down(f) from None
             logger.warning("request %s: tier %s failed (%s); tier %s serves it", rid, served.tier, f.cause, alt)
-            served.fallback, served.reason = Fallback(served.tier, alt, f.cause), "fallback"
-            served.tier, served.model = alt, self.tiers.model[alt]
-            try:
-                out, tier_ms = await self._call(alt, kind, req, request)
-            except TierFailure as f2:
-                raise self._tier_down(f2) from None
-        headers = p.decision_headers(served)
-        text_logged = text if self.cfg.ingress.log_prompts else None
-        if not req.stream:
-            body = out.model_dump(mode="json")
-            body["tierroute"] = p.routed_field(served)
-            self._record(rid, served, tier_ms, body.get("usage"), text_logged)
-            if shadowed and served.reason == "routed":  # not when the decided tier failed and the other one served
-                answer = (body.get("choices") or [{}])[0].get("message", {}).get("content")
-                self.shadow.offer(served.tier, messages, answer, body.get("usage"), body["tierroute"])
-            return JSONResponse(body, headers=headers)
+            served.moved(alt, self.tiers.model[alt], "fallback", Fallback(served.tier, alt, f.cause))
+        try:
+            return await self._call(served, parsed, request)
+        except TierFailure as f2:
+            raise self._tier_down(f2) from None
+
+    async def _forward(self, parsed: ParsedRequest, served: Served, request: Request, a: Admitted) -> Response:
+        """``parsed`` sent to the tier ``served`` names (or the fallback tier); the answer tagged with how it was served."""
+        # shadow evaluation samples routed chat requests before they are served (a stream keeps its text)
+        shadowed = self.shadow is not None and parsed.messages is not None and served.reason == "routed" and self.shadow.sampled()
+        out, tier_ms = await self._call_or_fall_back(served, parsed, request, a.rid)
+        shadowed = shadowed and served.reason == "routed"  # not when the decided tier failed and the other one served
+        if parsed.engine_request.stream:
+            return self._stream_response(parsed, served, out, tier_ms, a, shadowed)
+        body = out.model_dump(mode="json")
+        body["tierroute"] = routed_field(served)
+        self._record(a.rid, served, tier_ms, body.get("usage"), parsed.text)
+        if shadowed:
+            answer = (body.get("choices") or [{}])[0].get("message", {}).get("content")
+            self.shadow.offer(served.tier, parsed.messages, answer, body.get("usage"), body["tierroute"])
+        return JSONResponse(body, headers=decision_headers(served))
+
+    def _stream_response(self, parsed: ParsedRequest, served: Served, out, tier_ms: float, a: Admitted, shadowed: bool) -> Response:
         first, rest = out
-        collected: list[str] | None = [] if shadowed and served.reason == "routed" else None
-        routed = p.routed_field(served)
+        collected: list[str] | None = [] if shadowed else None
+        routed = routed_field(served)
 
         def on_end(usage, error):
             self.active -= 1
-            self._record(rid, served, tier_ms, usage, text_logged)
+            self._record(a.rid, served, tier_ms, usage, parsed.text)
             if collected is not None and error is None:
                 # a stream carries usage only when the client asked for it; else each content delta is a token
                 usage = usage or {"completion_tokens": sum(1 for d in collected if d)}
-                self.shadow.offer(served.tier, messages, "".join(collected), usage, routed)
+                self.shadow.offer(served.tier, parsed.messages, "".join(collected), usage, routed)
 
-        left = max(0.001, deadline_s - (time.monotonic() - started))
-        sse = p.tag_sse(first, rest, routed, rid, left, on_end, collected)
-        return StreamingResponse(sse, media_type="text/event-stream", headers=headers)
+        sse = tag_sse(first, rest, routed, a.rid, a.left_s(), on_end, collected)
+        return StreamingResponse(sse, media_type="text/event-stream", headers=decision_headers(served))
 
-    def _record(self, rid: str, served: p.Served, tier_ms, usage, text) -> None:
+    def _record(self, rid: str, served: Served, tier_ms, usage, text: str) -> None:
         self.metrics.served(served, tier_ms, usage)
         if self.cfg.ingress.log_decisions:
-            log_decision(rid, served, tier_ms, usage, text)
+            log_decision(rid, served, tier_ms, usage, text if self.cfg.ingress.log_prompts else None)
+
+    async def _route_only(self, parsed: ParsedRequest, a: Admitted) -> JSONResponse:
+        """``/v1/route``: the decision alone."""
+        d = await self.router_service.route(parsed.text, alone=self.active <= 1)
+        served = Served.as_decided(d, self.tiers.model[d.tier], a.key.name if a.key else None)
+        body = {"model": served.model, "reason": served.reason, **d.model_dump()}
+        if (state := self.router_service.controller_state()) is not None:
+            body["controller"] = state
+        return JSONResponse(body, headers=decision_headers(served))
 
     # --- endpoints -----------------------------------------------------------
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
-        async def handle(key, deadline_s, started):
-            data = await self._body(request)
-            target = self._target(data)
-            limits.check_messages(data.get("messages"), self.cfg.ingress.max_messages)
-            text = p.messages_text(data.get("messages"))
-            limits.check_sampling(data, "chat")
-            req = _sanitize_chat_completion_request(p.validate(ChatCompletionRequest, data))  # picklable content parts
-            return await self._forward("chat", req, text, target, request, key, deadline_s, started, data.get("messages"))
-
-        return await self._guarded(request, handle, streams=True)
+        return await self._guarded(request, parse_chat, streams=True)
 
     @api.post("/v1/completions")
     async def completions(self, request: Request) -> Response:
-        async def handle(key, deadline_s, started):
-            data = await self._body(request)
-            target = self._target(data)
-            text = p.prompt_text_of(data.get("prompt"))
-            limits.check_sampling(data, "completions")
-            return await self._forward("completions", p.validate(CompletionRequest, data), text, target, request, key, deadline_s, started)
-
-        return await self._guarded(request, handle, streams=True)
+        return await self._guarded(request, parse_completions, streams=True)
 
     @api.post("/v1/route")
     async def route(self, request: Request) -> JSONResponse:
-        async def handle(key, deadline_s, started):
-            data = await self._body(request)
-            limits.check_messages(data.get("messages"), self.cfg.ingress.max_messages)
-            d = await self.routing.decide(p.route_text(data), alone=self.active <= 1)
-            served = p.Served.as_decided(d, self.tiers.model[d.tier], key.name if key else None)
-            body = {"model": served.model, "reason": served.reason, **d.model_dump()}
-            if (state := self.routing.controller_state()) is not None:
-                body["controller"] = state
-            return JSONResponse(body, headers=p.decision_headers(served))
-
-        return await self._guarded(request, handle)
+        return await self._guarded(request, parse_route)
 
     @api.get("/v1/models")
     async def models(self, request: Request) -> dict:
@@ -294,7 +304,7 @@ class Ingress:
 
     async def scoring_stats(self) -> dict[str, int]:
         """Prompts scored alone and in batches."""
-        return dict(self.routing.scored)
+        return dict(self.router_service.scored)
 
     async def shadow_state(self) -> dict | None:
         """The shadow evaluator's state (None when it is off)."""
@@ -302,6 +312,6 @@ class Ingress:
 
     async def rate(self, text: str) -> float:
         """The router LLM's rating of ``text`` in [0, 1]."""
-        if self.routing.rate is None:
+        if self.router_service.rate is None:
             raise RuntimeError("no router LLM is configured")
-        return await self.routing.rate(text)
+        return await self.router_service.rate(text)

@@ -1,4 +1,4 @@
-"""vLLM engines on Ray Serve LLM: EngineSpec -> LLMConfig -> deployment.
+"""vLLM engines on Ray Serve LLM: EngineConfig -> LLMConfig -> deployment.
 
 Ray Serve LLM (``ray.serve.llm``) runs the engines. tierroute adds two small
 things: unary methods for non-streaming requests (:class:`TierServer`), and a
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 
-from ray.llm._internal.common.callbacks.base import CallbackBase
 from ray.serve.llm import LLMConfig, build_llm_deployment
 from ray.serve.llm.deployment import LLMServer
 
-from app.serve.config import CPU_ENGINE_ENV, EngineSpec
+from app.serve.config import CPU_ENGINE_ENV, EngineConfig
+from app.serve.ray_llm import CallbackBase
 
 
 class SkipLocalDownload(CallbackBase):
@@ -51,7 +51,7 @@ async def _only(responses):
     raise RuntimeError("the engine returned no response")
 
 
-def llm_config(spec: EngineSpec) -> LLMConfig:
+def llm_config(spec: EngineConfig) -> LLMConfig:
     cpu = spec.accelerator == "cpu"
     env = {**(CPU_ENGINE_ENV if cpu else {"VLLM_NO_USAGE_STATS": "1"}), **spec.env}
     engine_kwargs = {"tensor_parallel_size": spec.tensor_parallel_size, **spec.engine_kwargs}
@@ -68,6 +68,6 @@ def llm_config(spec: EngineSpec) -> LLMConfig:
     )
 
 
-def llm_deployment(spec: EngineSpec, prefix: str):
+def llm_deployment(spec: EngineConfig, prefix: str):
     """A bound :class:`TierServer` deployment named ``<prefix><model_id>``."""
     return build_llm_deployment(llm_config(spec), name_prefix=prefix, deployment_cls=TierServer)

@@ -3,7 +3,7 @@
 For a sampled request the user's answer is already on its way back. Afterwards, in a task of its
 own, the tier the request was *not* routed to answers the same messages, and a judge compares the
 two answers in both orders (the prompt and parse of ``tierroute label``:
-:mod:`app.routing.label`). The outcome is one JSON line in the ``calibrate`` format (``weak`` /
+:mod:`app.feedback.label`). The outcome is one JSON line in the ``calibrate`` format (``weak`` /
 ``strong`` in [0, 1], plus the tier it was routed to) in a bounded, rotating log, and counted in
 Prometheus metrics, so the share of tier-1 answers as good as tier 2's, and of tier-2 requests
 tier 1 would have served, is known in production.
@@ -32,7 +32,8 @@ from pathlib import Path
 
 from app.feedback.label import CHOICES, JUDGE_PROMPT_VERSION, judge_messages, row_id, verdict_scores
 from app.routing.text import estimate_tokens
-from app.serve.config import ShadowSpec
+from app.serve.config import ShadowConfig
+from app.serve.fallback import other
 
 logger = logging.getLogger("tierroute.shadow")
 
@@ -110,7 +111,7 @@ def _rotated_name(default: str, path: Path) -> str:
 class Shadow:
     def __init__(
         self,
-        spec: ShadowSpec,
+        spec: ShadowConfig,
         models: dict[int, str],
         ask: Ask,
         log: OutcomeLog,
@@ -196,8 +197,7 @@ class Shadow:
         self._count("estimate", **self.estimates())
 
     async def _judge(self, routed_tier, messages, answer, usage, decision) -> tuple[dict, int]:
-        other = 2 if routed_tier == 1 else 1
-        shadow_answer, su = await self._ask(other, messages, self.spec.max_tokens, {})
+        shadow_answer, su = await self._ask(other(routed_tier), messages, self.spec.max_tokens, {})
         a1, a2 = (answer, shadow_answer) if routed_tier == 1 else (shadow_answer, answer)
         request = "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages)
         extra = {"temperature": 0.0, "structured_outputs": {"choice": list(CHOICES)}}

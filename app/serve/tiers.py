@@ -20,18 +20,18 @@ from collections import Counter
 
 from fastapi import Request
 from ray.exceptions import RayActorError
-from ray.llm._internal.serve.core.protocol import RawRequestInfo
 from ray.serve.llm.openai_api_models import ChatCompletionRequest
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # the engine's; Ray Serve LLM's subclasses it
 
 from app.serve.calls import within
 from app.serve.fallback import TierFailure
-from app.serve.protocol import engine_error, request_id
+from app.serve.errors import engine_error, request_id
+from app.serve.ray_llm import RawRequestInfo
 
 logger = logging.getLogger("tierroute.tiers")
 
-KINDS = ("chat", "completions")
+ENDPOINTS = ("chat", "completions")  # the OpenAI endpoints a tier serves
 
 
 class Tiers:
@@ -41,8 +41,8 @@ class Tiers:
         self.by_model = {mid: t for t, mid in self.model.items()}
         self._handles = {t: h for t, (_, h) in tiers.items()}
         # Method handles made once: building one per request costs measurable CPU.
-        self._unary = {(t, k): getattr(h, f"{k}_once") for t, h in self._handles.items() for k in KINDS}
-        self._streams = {(t, k): getattr(h.options(stream=True), k) for t, h in self._handles.items() for k in KINDS}
+        self._unary = {(t, e): getattr(h, f"{e}_once") for t, h in self._handles.items() for e in ENDPOINTS}
+        self._streams = {(t, e): getattr(h.options(stream=True), e) for t, h in self._handles.items() for e in ENDPOINTS}
         self.forwarded: Counter[str] = Counter()  # requests sent to each tier model
 
     @staticmethod
@@ -71,18 +71,18 @@ class Tiers:
             logger.exception("request %s: tier %s failed", request_id(request), tier)
             raise TierFailure(tier, "error") from None
 
-    async def complete(self, tier: int, kind: str, req, request: Request, timeout_s: float):
+    async def complete(self, tier: int, endpoint: str, req, request: Request, timeout_s: float):
         """The engine's one response to a non-streaming request."""
         self.forwarded[self.model[tier]] += 1
-        call = self._unary[tier, kind].remote(req, RawRequestInfo.from_starlette_request(request))
+        call = self._unary[tier, endpoint].remote(req, RawRequestInfo.from_starlette_request(request))
         resp = await self._first(tier, call, request, timeout_s)
         self._raise_on_error(tier, resp, request)
         return resp
 
-    async def stream(self, tier: int, kind: str, req, request: Request, timeout_s: float):
+    async def stream(self, tier: int, endpoint: str, req, request: Request, timeout_s: float):
         """(first batch of SSE chunks, the rest) of a streaming request; a failure before the first chunk raises."""
         self.forwarded[self.model[tier]] += 1
-        gen = self._streams[tier, kind].remote(req, RawRequestInfo.from_starlette_request(request))
+        gen = self._streams[tier, endpoint].remote(req, RawRequestInfo.from_starlette_request(request))
         try:
             first = await self._first(tier, gen.__anext__(), request, timeout_s, gen.cancel)
         except StopAsyncIteration:

@@ -1,8 +1,9 @@
-"""The routing service of the ingress: text -> embed -> score -> (router LLM inside the band) -> Decision.
+"""The router service of the ingress: text -> embed -> score -> (router LLM inside the band) -> Decision.
 
-One object owns the steps a request goes through; the ingress only asks it for a
-decision. The embedder is either in this process (``embedder.colocate``) or the
-Embedder deployment; either way it must be the model the artifact was calibrated
+One object (:class:`RouterService`) owns the steps a request goes through; the ingress only asks it
+to route a text (:meth:`RouterService.route`; the decision itself is made by
+:meth:`app.routing.router.Router.decide`). The embedder is either in this process (``embedder.colocate``)
+or the Embedder deployment; either way it must be the model the artifact was calibrated
 with (checked where the model is loaded, and by :func:`app.serve.graph.build_app`
 before anything is deployed).
 """
@@ -43,19 +44,19 @@ class RouterLLMRater:
     async def __call__(self, text: str) -> float:
         req = ChatCompletionRequest(**rating_request(self.model_id, text))
         # An internal request: the client's headers (raw_request_info) belong to the tier call, not this one.
-        # bounded by RoutingService.decide: a rating given up on is cancelled, not left queued
+        # bounded by RouterService.route: a rating given up on is cancelled, not left queued
         resp = await within(self._chat_once.remote(req, None), None)
         if isinstance(resp, ErrorResponse):
             raise RuntimeError(resp.error.message)
         return rating_of_choice(resp.choices[0].model_dump())  # the parse `calibrate --router-llm` uses
 
 
-class RoutingService:
+class RouterService:
     """Decisions for prompts: embedding scores (batched under load), the router LLM only inside the band.
 
     ``embed(texts)`` returns L2-normalised embeddings; ``rate(text)`` the LLM's rating in [0, 1], or is
     None when no router LLM is configured. The threshold of a decision is, in order: the one passed to
-    ``decide(..., threshold=)``, the share controller's (``controller``, when the config enables one:
+    ``route(..., threshold=)``, the share controller's (``controller``, when the config enables one:
     it sees every routed decision's score), the artifact's. The router-LLM band is centred on it.
     """
 
@@ -107,7 +108,7 @@ class RoutingService:
         self.scored["alone"] += 1
         return await self._scores([text])
 
-    async def decide(self, text: str, alone: bool = True, threshold: float | None = None) -> Decision:
+    async def route(self, text: str, alone: bool = True, threshold: float | None = None) -> Decision:
         """Score, and consult the router LLM only inside the uncertainty band.
 
         A rating that is late or fails falls back to the embedding score, and the decision says why.
@@ -144,7 +145,7 @@ class RoutingService:
         return d
 
 
-def routing_service(cfg: AppConfig, embedder=None, router_llm=None) -> RoutingService:
+def router_service(cfg: AppConfig, embedder=None, router_llm=None) -> RouterService:
     """The service of ``cfg``: the embedder in this process when ``embedder`` (a handle) is None.
 
     A co-located model is checked against the artifact here (``Router`` with its embedder), so a
@@ -154,7 +155,7 @@ def routing_service(cfg: AppConfig, embedder=None, router_llm=None) -> RoutingSe
     if embedder is None:
         from app.routing.embed import Embedder
 
-        model = Embedder(cfg.embedder.embedder)
+        model = Embedder(cfg.embedder.embedding_model())
         router = Router(artifact, model)  # raises ArtifactError naming both models if they differ
 
         async def embed(texts: list[str]) -> np.ndarray:
@@ -167,10 +168,10 @@ def routing_service(cfg: AppConfig, embedder=None, router_llm=None) -> RoutingSe
         async def embed(texts: list[str]) -> np.ndarray:
             return await within(call.remote(texts), timeout)
 
-    spec = cfg.router_llm
-    rate = RouterLLMRater(router_llm.chat_once, spec.model_id) if router_llm is not None and spec and spec.enabled else None
+    llm_cfg = cfg.router_llm
+    rate = RouterLLMRater(router_llm.chat_once, llm_cfg.model_id) if router_llm is not None and llm_cfg and llm_cfg.enabled else None
     e = cfg.embedder
     controller = ShareController(cfg.controller, router.threshold) if cfg.controller.enabled else None
-    return RoutingService(
-        router, embed, rate, spec.timeout_s if spec else 0.0, e.max_batch_size, e.batch_wait_timeout_s, controller, cfg.ingress.degraded_tier
+    return RouterService(
+        router, embed, rate, llm_cfg.timeout_s if llm_cfg else 0.0, e.max_batch_size, e.batch_wait_timeout_s, controller, cfg.ingress.degraded_tier
     )

@@ -8,12 +8,12 @@ the one list of what is exported: ``dashboards/tierroute.json`` queries only the
 
 from __future__ import annotations
 
-from app.serve.config import MetricsSpec
+from app.serve.config import MetricsConfig
 
 SCORE_BOUNDARIES = [round(0.05 * i, 2) for i in range(1, 20)]
 LATENCY_MS_BOUNDARIES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
 
-# name -> (type, description, tag keys, histogram boundaries)
+# name -> (metric type, description, tag keys, histogram boundaries); the tag ``kind`` is the kind of traffic
 METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
     "tierroute_requests": ("counter", "Requests served, by the tier that served them and why it did", ("tier", "reason"), None),
     "tierroute_rejections": ("counter", "Requests answered with an error, by cause", ("cause",), None),
@@ -41,17 +41,17 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
 class Metrics:
     """The ingress's metrics; every method is a no-op when metrics are disabled."""
 
-    def __init__(self, spec: MetricsSpec):
+    def __init__(self, spec: MetricsConfig):
         self.spec = spec
         self._m = {}
         if not spec.enabled:
             return
         from ray.serve import metrics as m
 
-        for name, (kind, desc, tags, bounds) in METRICS.items():
-            if kind == "counter":
+        for name, (metric_type, desc, tags, bounds) in METRICS.items():
+            if metric_type == "counter":
                 self._m[name] = m.Counter(name, description=desc, tag_keys=tags)
-            elif kind == "gauge":
+            elif metric_type == "gauge":
                 self._m[name] = m.Gauge(name, description=desc, tag_keys=tags)
             else:
                 self._m[name] = m.Histogram(name, description=desc, boundaries=bounds, tag_keys=tags)
@@ -70,7 +70,7 @@ class Metrics:
         if served.fallback is not None:
             f = served.fallback
             self._inc("tierroute_fallbacks", from_tier=f.from_tier, to_tier=f.to_tier, cause=f.cause)
-        if d.scorer not in ("bypass", "degraded"):  # a scored decision (also when another tier then served it)
+        if served.scored:  # also when another tier then served it
             self._observe("tierroute_complexity_score", d.complexity_score, kind=d.kind or "none")
             self._observe("tierroute_router_latency_ms", d.router_latency_ms)
             if d.llm_consulted:
