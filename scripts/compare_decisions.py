@@ -51,7 +51,7 @@ def _rows(path: Path) -> list[dict]:
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f))
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def _request(row: dict) -> dict:
@@ -86,23 +86,21 @@ def _env(root: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def run(root: Path, argv: list[str], timeout_s: float) -> subprocess.CompletedProcess:
-    p = subprocess.run(argv, cwd=root, env=_env(root), capture_output=True, text=True, timeout=timeout_s)
+def run(root: Path, argv: list[str], timeout_s: float, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    p = subprocess.run(argv, cwd=cwd or root, env=_env(root), capture_output=True, text=True, timeout=timeout_s)
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(argv[:4])}... failed ({p.returncode}):\n{p.stderr[-4000:]}")
     return p
 
 
-def cli(root: Path, *args: str, timeout_s: float = 1800) -> subprocess.CompletedProcess:
-    return run(root, [sys.executable, "-c", CLI, *args], timeout_s)
+def cli(root: Path, *args: str, timeout_s: float = 1800, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return run(root, [sys.executable, "-c", CLI, *args], timeout_s, cwd)
 
 
 def record_score(root: Path, prompts: Path, out: Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        scored = Path(tmp) / "scored.jsonl"
-        p = cli(root, "score", "--input", str(prompts), "--output", str(scored))
-        lines = scored.read_text(encoding="utf-8").splitlines()
-    rows = [json.loads(line) for line in lines]
+    scored = out / "score.output.jsonl"  # kept whole: its lines hold the prompts as written (not ASCII-escaped)
+    p = cli(root, "score", "--input", str(prompts), "--output", str(scored))
+    rows = [json.loads(line) for line in scored.read_text(encoding="utf-8").split("\n") if line.strip()]
     (out / "score.jsonl").write_text("".join(json.dumps({"score": r["score"], "tier": r["tier"]}) + "\n" for r in rows))
     (out / "score.summary.txt").write_text(p.stderr.strip().splitlines()[-1] + "\n")
 
@@ -112,8 +110,9 @@ def record_show(root: Path, out: Path) -> None:
 
 
 def record_evaluate(root: Path, data: Path, out: Path) -> None:
+    # run in an empty folder with a relative --plot-dir: the report names its plots the same in every record
     with tempfile.TemporaryDirectory() as tmp:
-        p = cli(root, "evaluate", "--data", str(data), "--plot-dir", tmp, "--json", str(out / "evaluate.json"))
+        p = cli(root, "evaluate", "--data", str(data), "--plot-dir", "plots", "--json", str(out.resolve() / "evaluate.json"), cwd=Path(tmp))
     (out / "evaluate.txt").write_text(p.stdout)
 
 
@@ -168,7 +167,7 @@ def _copy_serve_logs(out: Path) -> None:
 
         logs = Path(worker._global_node.get_session_dir_path()) / "logs"
         shutil.copytree(logs / "serve", out / "serve-logs", dirs_exist_ok=True)
-        for f in logs.glob("worker-*.err"):  # the replicas' stderr: vLLM's engine start-up lines
+        for f in [*logs.glob("worker-*.err"), *logs.glob("worker-*.out")]:  # the replicas' output: vLLM's start-up lines
             if 0 < f.stat().st_size < 4 << 20:
                 shutil.copy(f, out / "serve-logs" / f.name)
     except Exception as e:  # the logs are for reading, not for the comparison
@@ -181,7 +180,7 @@ def serve_route(opts) -> int:
     import yaml
 
     args = yaml.safe_load(Path(opts.config).read_text())["applications"][0]["args"]
-    bodies = [json.loads(line) for line in Path(opts.prompts).read_text(encoding="utf-8").splitlines()]
+    bodies = [json.loads(line) for line in Path(opts.prompts).read_text(encoding="utf-8").split("\n") if line]
     idx = sample(len(bodies), opts.sample)
     out, t = Path(opts.out), {"start": time.monotonic()}
     with _local_graph()(args, name="decisions") as url:
@@ -206,7 +205,8 @@ def record(opts) -> int:
         raise SystemExit(f"need --data (a directory: {data}) and --exemplars (tried {', '.join(EXEMPLARS)})")
     prompts = out / "prompts.jsonl"
     n = write_prompts(calibration_files(data, exemplars), prompts)
-    timings: dict = {"prompts": n}
+    saved = out / "timings.json"  # a record made in several runs (--paths) keeps every run's timings
+    timings: dict = {**(json.loads(saved.read_text()) if saved.is_file() else {}), "prompts": n}
     steps = {
         "show": lambda: record_show(root, out),
         "score": lambda: record_score(root, prompts, out),
@@ -218,7 +218,7 @@ def record(opts) -> int:
         steps[name]()
         timings[f"{name}_s"] = round(time.monotonic() - t0, 1)
         print(f"{name}: {timings[f'{name}_s']} s", file=sys.stderr)
-    (out / "timings.json").write_text(json.dumps(timings, indent=1) + "\n")
+    saved.write_text(json.dumps(timings, indent=1) + "\n")
     return 0
 
 
@@ -247,7 +247,7 @@ def json_diff(a, b) -> tuple[int, int, float]:
 
 
 def _decisions(path: Path) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [json.loads(line) for line in path.read_text().split("\n") if line]
     return [{"i": r.get("i", n), "status": r.get("status", 200), **r.get("body", r)} for n, r in enumerate(rows)]
 
 
@@ -263,6 +263,7 @@ def compare_decisions(a: list[dict], b: list[dict]) -> dict:
         "tiers_differ": sum(x.get("tier") != y.get("tier") for x, y in common),
         "max_abs_score_diff": max(diffs, default=0.0),
         "other_fields_differ": sum({k: v for k, v in x.items() if k not in (score, "tier")} != {k: v for k, v in y.items() if k not in (score, "tier")} for x, y in common),
+        "router_llm_fallbacks": f"{sum(bool(x.get('llm_fallback')) for x in a)}/{sum(bool(y.get('llm_fallback')) for y in b)}",
     }  # fmt: skip
 
 
