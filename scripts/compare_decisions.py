@@ -257,12 +257,16 @@ def compare_decisions(a: list[dict], b: list[dict]) -> dict:
     common = [(r, bi[r["i"]]) for r in a if r["i"] in bi]
     score = "complexity_score" if a and "complexity_score" in a[0] else "score"
     diffs = [abs(x.get(score, 0) - y.get(score, 0)) for x, y in common]
+
+    def rest(d: dict) -> dict:
+        return {k: v for k, v in d.items() if k not in (score, "tier")}
+
     return {
         "prompts": len(a), "other_side": len(b), "matched": len(common),
         "scores_differ": sum(x.get(score) != y.get(score) for x, y in common),
         "tiers_differ": sum(x.get("tier") != y.get("tier") for x, y in common),
         "max_abs_score_diff": max(diffs, default=0.0),
-        "other_fields_differ": sum({k: v for k, v in x.items() if k not in (score, "tier")} != {k: v for k, v in y.items() if k not in (score, "tier")} for x, y in common),
+        "other_fields_differ": sum(rest(x) != rest(y) for x, y in common),
         "router_llm_fallbacks": f"{sum(bool(x.get('llm_fallback')) for x in a)}/{sum(bool(y.get('llm_fallback')) for y in b)}",
     }  # fmt: skip
 
