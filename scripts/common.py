@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -11,6 +10,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedding model is packaged:
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # a script runs with scripts/ on sys.path, not the repo root
     sys.path.insert(0, str(ROOT))
+
+from app.serve.local import free_port  # noqa: E402,F401  (the scripts' and tests' free loopback port)
 
 
 def local_args() -> dict:
@@ -30,9 +31,3 @@ def calibration_prompts(n: int = 0) -> list[str]:
         texts += [e.text for e in load_shared_dir(shared).examples]
     return texts[:n] if n else texts
 
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

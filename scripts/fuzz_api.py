@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections import Counter
 
 import httpx
-from common import free_port, local_args
+from common import local_args
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+
+from app.serve.local import local_graph
 
 PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/route")
 LEAKS = ("Traceback", "Error:", "RecursionError", "KeyError", "TypeError", "ValueError", "/work/", "site-packages", 'File "')
@@ -160,22 +161,8 @@ def main() -> int:
         with httpx.Client(base_url=args.url, timeout=60) as client:
             report = fuzz(client, args.n, headers)
     else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        import ray
-        from ray import serve
-
-        from app.serve.graph import build_app
-
-        port = free_port()
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        try:
-            serve.start(http_options={"host": "127.0.0.1", "port": port})
-            serve.run(build_app(local_args()), name="fuzz", route_prefix="/")
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-                report = fuzz(client, args.n, headers)
-        finally:
-            serve.shutdown()
-            ray.shutdown()
+        with local_graph(local_args(), name="fuzz") as url, httpx.Client(base_url=url, timeout=60) as client:
+            report = fuzz(client, args.n, headers)
     c = report["counts"]
     print(f"fuzzed {c.get('sent', 0)} requests in {time.monotonic() - t0:.0f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if k != "sent"))
     for p in report["problems"][:20]:

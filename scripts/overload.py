@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 
 import httpx
 import psutil
-from common import free_port, local_args
+from common import local_args
+
+from app.serve.local import local_graph
 
 BODY = {"model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 16, "ignore_eos": True}
 
@@ -72,21 +73,10 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=16, help="ingress.max_concurrent_requests")
     ap.add_argument("--bursts", default="32,128,512", help="concurrencies, each sent at once")
     args = ap.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
-    from ray import serve
-
-    from app.serve.graph import build_app
-
-    port = free_port()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        cfg = local_args()
-        cfg["ingress"]["max_concurrent_requests"] = args.limit
-        cfg["ingress"]["replica"]["max_ongoing_requests"] = max(args.limit + 1, 1024)  # the ingress's own limit answers first
-        serve.run(build_app(cfg), name="overload", route_prefix="/")
-        url = f"http://127.0.0.1:{port}"
+    cfg = local_args()
+    cfg["ingress"]["max_concurrent_requests"] = args.limit
+    cfg["ingress"]["replica"]["max_ongoing_requests"] = max(args.limit + 1, 1024)  # the ingress's own limit answers first
+    with local_graph(cfg, name="overload") as url:
         proc = psutil.Process(ingress_pid())
         httpx.post(f"{url}/v1/chat/completions", json=BODY, timeout=120).raise_for_status()  # warm
         base = proc.memory_info().rss / 2**20
@@ -103,9 +93,6 @@ def main() -> int:
         print(f"after the load: one request -> {after.status_code}")
         print(json.dumps({"limit": args.limit, "idle_rss_mib": round(base, 1), "bursts": rows, "recovered": after.status_code == 200}))
         return 0 if after.status_code == 200 and all(r["lost"] == 0 for r in rows) else 1
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 if __name__ == "__main__":

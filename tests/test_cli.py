@@ -7,6 +7,7 @@ import pytest
 
 from app.cli import main
 from app.routing.artifact import DEFAULT_ARTIFACT, load_artifact
+from app.routing.router import Router
 
 pytestmark = pytest.mark.slow
 
@@ -48,8 +49,9 @@ def test_score_adds_score_and_tier_in_input_order(tmp_path, capsys):
     assert [r["id"] for r in rows] == [1, 2, 3]
     assert rows[2]["user"] == "u9" and rows[1]["messages"][0]["content"] == "be brief"
     thr = load_artifact().threshold
-    for r in rows:
-        assert 0.0 <= r["score"] <= 1.0
+    router = Router.load()  # each row's score is the router's for its prompt (or messages), in input order
+    for r, request in zip(rows, ["What is the capital of France?", rows[1]["messages"], "Reset my password please"]):
+        assert r["score"] == pytest.approx(router.route(request).complexity_score, abs=1e-6)
         assert r["tier"] == (2 if r["score"] >= thr else 1)
 
 
@@ -130,7 +132,11 @@ def test_evaluate_reports_baselines_and_writes_png(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "r.json").read_text())["toy"]
     assert report["router"]["apgr"] > report["random (mean of 20)"]["apgr"]
-    assert 0 <= report["at_threshold"]["tier2_share"] <= 1
+    prompts = [json.loads(line)["prompt"] for line in data.read_text().splitlines() if line.strip()]
+    router = Router.load()  # the share of the toy prompts the router sends to tier 2 at the artifact's threshold
+    at = report["at_threshold"]
+    assert at["threshold"] == router.threshold
+    assert at["tier2_share"] == pytest.approx(sum(router.route(t).tier == 2 for t in prompts) / len(prompts))
     lift = report["lift over length"]
     assert lift["low"] <= lift["lift"] <= lift["high"] and "lift over prompt length" in out
 
@@ -139,7 +145,9 @@ def test_route_prints_a_full_decision(capsys):
     code, out, _ = run(capsys, "route", "Design a multi-region, strongly consistent ledger service and justify the trade-offs.")
     assert code == 0
     d = json.loads(out)
-    assert d["tier"] in (1, 2) and 0 <= d["complexity_score"] <= 1 and 0 <= d["confidence"] <= 1
+    want = Router.load().route("Design a multi-region, strongly consistent ledger service and justify the trade-offs.")
+    assert d["tier"] == want.tier and d["scorer"] == want.scorer and d["kind"] == want.kind
+    assert d["complexity_score"] == pytest.approx(want.complexity_score, abs=1e-9) and d["confidence"] == pytest.approx(want.confidence, abs=1e-9)
     assert d["threshold"] == pytest.approx(load_artifact().threshold)
     assert d["router_latency_ms"] > 0 and {"embedding", "centroid"} <= set(d["signals"])
 

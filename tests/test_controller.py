@@ -67,7 +67,8 @@ def test_before_warmup_the_artifact_threshold_is_used():
     ctrl.observe(0.5)
     assert ctrl.warm and routed_with(ctrl, 0.5) != 0.42
     st = ctrl.state()
-    assert st["warm"] and st["window"] == 100 and 0 <= st["window_tier2_share"] <= 1
+    window = np.append(np.linspace(0, 1, 99), [0.5, 0.5])[-100:]  # the last 100 scores it saw
+    assert st["warm"] and st["window"] == 100 and st["window_tier2_share"] == float((window >= ctrl.threshold).mean())
     # a full window keeps following the traffic instead of restarting at the window's quantile
     routed = [s >= routed_with(ctrl, s) for s in np.random.default_rng(1).random(4000)]
     assert abs(np.mean(routed[1000:]) - 0.15) <= 0.02

@@ -3,14 +3,14 @@ vLLM tiers on CPU) started in-process on a free loopback port. Small: a few requ
 
 import asyncio
 import json
-import os
 
 import pytest
-from common import free_port, local_args
+from common import local_args
 
 from app.loadtest.config import make_config
 from app.loadtest.report import text_report
 from app.loadtest.session import run_session
+from app.serve.local import local_graph
 
 pytestmark = pytest.mark.serve
 
@@ -21,21 +21,8 @@ HARD = "Write a Python function that implements Dijkstra's algorithm with a bina
 
 @pytest.fixture(scope="module")
 def url():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    import ray
-    from ray import serve
-
-    from app.serve.graph import build_app
-
-    port = free_port()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_app(local_args()), name="tierroute-loadtest", route_prefix="/")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with local_graph(local_args(), name="tierroute-loadtest") as base_url:
+        yield base_url
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 from common import free_port, local_args
 from conftest import openai_error
 
+from app.serve.local import local_graph
 from app.serve.prometheus import METRICS
 
 pytestmark = pytest.mark.serve
@@ -38,7 +39,6 @@ def chat(model, content, **extra):
 
 @pytest.fixture(scope="module")
 def graph():
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ[ENV] = json.dumps(
         [
             {"name": "main", "key": KEYS["main"]},
@@ -46,29 +46,17 @@ def graph():
             {"name": "limited", "key": KEYS["limited"], "requests_per_minute": 3},
         ]
     )
-    import ray
-    from ray import serve
-
-    from app.serve.graph import build_app
-
-    port, mport = free_port(), free_port()
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-        _metrics_export_port=mport, _system_config={"metrics_report_interval_ms": 2000},
-    )  # fmt: skip
+    mport = free_port()
+    args = local_args()
+    args["embedder"].update(colocate=False, timeout_s=3.0)
+    args["ingress"].update(max_concurrent_requests=4, request_timeout_s=120, replica={"num_cpus": 0.1, "max_ongoing_requests": 32})
+    args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": True, "tier_timeout_s": TIER_TIMEOUT_S}
+    args["auth"] = {"keys_env": ENV}
+    metrics = {"_metrics_export_port": mport, "_system_config": {"metrics_report_interval_ms": 2000}}
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        args = local_args()
-        args["embedder"].update(colocate=False, timeout_s=3.0)
-        args["ingress"].update(max_concurrent_requests=4, request_timeout_s=120, replica={"num_cpus": 0.1, "max_ongoing_requests": 32})
-        args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": True, "tier_timeout_s": TIER_TIMEOUT_S}
-        args["auth"] = {"keys_env": ENV}
-        serve.run(build_app(args), name=APP, route_prefix="/")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=180) as client:
+        with local_graph(args, name=APP, **metrics) as url, httpx.Client(base_url=url, timeout=180) as client:
             yield client, args, mport
     finally:
-        serve.shutdown()
-        ray.shutdown()
         os.environ.pop(ENV, None)
 
 
@@ -277,14 +265,17 @@ def test_metrics_are_exported_to_prometheus(graph):
 def test_one_decision_line_per_request_without_prompt_or_key(graph):
     client, _, _ = graph
     r = client.post("/v1/chat/completions", json=chat("auto", "Name three primary colours, tersely please."), headers=auth())
-    rid = r.headers.get("x-request-id")
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-request-id"]
     lines = serve_log_lines("Ingress_", wait_for='"event":"tierroute.decision"')
     assert lines
     text = "".join(lines)
     assert "primary colours" not in text and not any(k in text for k in KEYS.values())
-    mine = [line for line in lines if rid and rid in line]
-    decision = json.loads(mine[-1][mine[-1].index("{"):]) if mine else json.loads(lines[-1][lines[-1].index("{"):])
-    assert decision["key"] == "main" and decision["tier"] in (1, 2) and decision["prompt_tokens"] > 0
+    mine = serve_log_lines("Ingress_", wait_for=f'"request_id":"{rid}"')
+    assert len(mine) == 1, mine  # this request's own line, exactly one
+    decision = json.loads(mine[0][mine[0].index("{"):])
+    assert decision["event"] == "tierroute.decision" and decision["request_id"] == rid
+    assert decision["key"] == "main" and decision["tier"] == r.json()["tierroute"]["tier"] and decision["prompt_tokens"] > 0
 
 
 # --- faults (these kill replicas: keep them last) --------------------------------------------

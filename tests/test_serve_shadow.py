@@ -4,7 +4,6 @@ sampling, the off-path jobs, the outcome log in calibrate's format, evaluate --o
 cache and the fitted-or-not artifact -- not the verdicts' wisdom."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from common import ROOT, free_port, local_args
 from app.routing.artifact import load_artifact
 from app.calibration.data import load_file
 from app.feedback.label import CHOICES
+from app.serve.local import local_graph
 
 pytestmark = pytest.mark.serve
 
@@ -26,27 +26,15 @@ HARD = "Write a Python function that implements Dijkstra's algorithm with a bina
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    import ray
     from ray import serve
-
-    from app.serve.graph import build_app
 
     out = tmp_path_factory.mktemp("shadow") / "outcomes.jsonl"
     port = free_port()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        args = local_args()
-        args["shadow"] = {"enabled": True, "sample_rate": 1.0, "max_tokens": 16, "outcomes_path": str(out), "timeout_s": 60}
-        args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": False, "tier_timeout_s": 20}
-        serve.run(build_app(args), name=APP, route_prefix="/")
-        ingress = serve.get_deployment_handle("Ingress", APP)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            yield client, ingress, args, out.parent, port
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    args = local_args()
+    args["shadow"] = {"enabled": True, "sample_rate": 1.0, "max_tokens": 16, "outcomes_path": str(out), "timeout_s": 60}
+    args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": False, "tier_timeout_s": 20}
+    with local_graph(args, name=APP, port=port) as url, httpx.Client(base_url=url, timeout=120) as client:
+        yield client, serve.get_deployment_handle("Ingress", APP), args, out.parent, port
 
 
 def chat(model, content, **extra):
