@@ -11,7 +11,7 @@ it was routed to. From them, with 90% Wilson intervals:
 * ``as_good_as_tier2`` -- all sampled requests whose served answer was as good as tier 2's.
 
 The sample is the shadow's: a uniform share of routed chat requests whose answers fitted its
-``max_tokens`` and budget; a judge's verdict is an estimate (see README: judge biases).
+``max_tokens`` and budget; a judge's verdict is an estimate (see docs/calibration.md: judging and its biases).
 """
 
 from __future__ import annotations

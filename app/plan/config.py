@@ -26,7 +26,7 @@ SOURCES = {
     "MLP 14336): https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct",
     "llama_70b": "Llama-3.1-70B config.json (80 layers, hidden 8192, 64 heads, 8 KV heads, head dim 128, vocab 128256, "
     "MLP 28672): https://huggingface.co/meta-llama/Llama-3.1-70B-Instruct",
-    "router_latency": "README 'Benchmarks' (scripts/bench_serve.py): added latency of the router at c=1, p50 12.4 ms, "
+    "router_latency": "docs/benchmarks.md (scripts/bench_serve.py): added latency of the router at c=1, p50 12.4 ms, "
     "p99 17.6 ms on a 2-core CPU host",
 }
 
@@ -137,7 +137,7 @@ class Engine(Strict):
 
 
 class Perf(Strict):
-    """Efficiencies of the roofline step-time model (see roofline.py and the README's comparison to public figures)."""
+    """Efficiencies of the roofline step-time model (see roofline.py and docs/planning.md's comparison to public figures)."""
 
     bandwidth_efficiency: float = Field(0.80, gt=0, le=1.0)
     compute_efficiency: float = Field(0.55, gt=0, le=1.0)

@@ -1,6 +1,6 @@
 """What text of a request is scored, and the cheap features read off it.
 
-Policy for OpenAI ``messages`` (documented in README):
+Policy for OpenAI ``messages`` (documented in docs/serving.md):
 
 * The **last user turn** is the task; it comes first, so truncation to the
   embedder's window never cuts it for context.

@@ -23,7 +23,7 @@ logger = logging.getLogger("tierroute.config")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-# Environment every vLLM engine needs on a CPU (see README: vLLM on CPU).
+# Environment every vLLM engine needs on a CPU (see docs/serving.md).
 CPU_ENGINE_ENV = {
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # default pins every engine to core 0
     "TORCHDYNAMO_DISABLE": "1",  # else the first logprobs request compiles for ~17 s
