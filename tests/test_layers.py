@@ -129,3 +129,33 @@ def test_a_replica_loading_serve_time_routing_loads_no_ray_and_nothing_offline()
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 350, 80
+
+
+def oversized(root: Path) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions over MAX_FUNCTION_LINES lines under ``root``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if (n := len(source.splitlines())) > MAX_MODULE_LINES:
+            found.append(f"{path.relative_to(ROOT)}: {n} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if (n := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {n} lines")
+    return found
+
+
+@pytest.mark.parametrize("folder", ["app", "scripts"])
+def test_modules_and_functions_stay_small(folder):
+    """One concept per module: none over 350 lines, no function over 80 (split it instead of growing it)."""
+    assert oversized(ROOT / folder) == []
+
+
+def test_oversized_finds_a_long_function(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "m.py").write_text(f"def long():\n{body}\n\n\ndef short():\n    return 1\n")
+    assert oversized(tmp_path) == [f"m.py:1 long: {MAX_FUNCTION_LINES + 1} lines"]
