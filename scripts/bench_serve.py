@@ -187,6 +187,8 @@ def _median_ms(fn, reps: int) -> float:
 def breakdown(cfg, overhead_out: dict, batches=(1, 8, 32), reps: int = 7) -> dict:
     """Where the added time of a routed request goes on this CPU: embedder forward per batch size (configured
     precision and float32), scoring, and the rest (ingress), against the c=1 and c=32 figures of this run."""
+    from threadpoolctl import threadpool_limits
+
     from app.loadtest.hostcpu import cpu_info
     from app.routing.artifact import load_artifact
     from app.routing.embed import Embedder
@@ -210,7 +212,8 @@ def breakdown(cfg, overhead_out: dict, batches=(1, 8, 32), reps: int = 7) -> dic
             f"batch {b}: {ms:.1f} ms ({ms / b:.2f} ms/prompt)" for b, ms in row.items()))  # fmt: skip
     router = Router(load_artifact(cfg.artifact), models[0])
     emb = models[0].encode(texts)
-    out["score_ms"] = {b: _median_ms(lambda b=b: router.score_embeddings(emb[:b], texts[:b]), reps) for b in batches}
+    with threadpool_limits(1):  # as in a Serve replica, where Ray sets OMP_NUM_THREADS=1 (numpy's BLAS: one thread)
+        out["score_ms"] = {b: _median_ms(lambda b=b: router.score_embeddings(emb[:b], texts[:b]), reps) for b in batches}
     print("  scoring (artifact on embeddings): " + "; ".join(
         f"batch {b}: {ms:.2f} ms ({ms / b:.3f} ms/prompt)" for b, ms in out["score_ms"].items()))  # fmt: skip
     del models, router
