@@ -196,13 +196,3 @@ def test_the_modules_that_say_no_ray_import_no_ray():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
-
-def test_the_ingress_runs_on_one_event_loop_unless_configured_off():
-    from app.serve.graph import ONE_EVENT_LOOP_ENV, ingress_options
-
-    args = app_args("local.yaml")
-    opts = ingress_options(AppConfig.model_validate(args))
-    assert opts["ray_actor_options"]["runtime_env"] == {"env_vars": ONE_EVENT_LOOP_ENV}
-    assert ONE_EVENT_LOOP_ENV == {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
-    args["ingress"]["one_event_loop"] = False
-    assert "runtime_env" not in ingress_options(AppConfig.model_validate(args))["ray_actor_options"]
