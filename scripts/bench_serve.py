@@ -25,7 +25,7 @@ two vLLM tiers on CPU): seconds from `serve.run` to ready, and peak memory of th
 machine above its level before the start (sampled every 0.2 s).
 
 Usage: .venv/bin/python scripts/bench_serve.py [--startup] [--rounds 3] [--requests-c1 200] [--requests-c32 1000]
-       [--colocate yes|no] [--grpc yes|no] [--one-event-loop yes|no] [--backend torch|onnx|openvino] [--precision float32|bfloat16] [--num-threads N]
+       [--colocate yes|no] [--grpc yes|no] [--backend torch|onnx|openvino] [--precision float32|bfloat16] [--num-threads N]
 """
 
 from __future__ import annotations
@@ -126,8 +126,6 @@ def overhead(args) -> dict:
         local["embedder"]["colocate"] = args.colocate == "yes"
     if args.grpc is not None:
         local["ingress"]["grpc_calls"] = args.grpc == "yes"
-    if args.one_event_loop is not None:
-        local["ingress"]["one_event_loop"] = args.one_event_loop == "yes"
     for field in ("backend", "precision", "num_threads"):
         if getattr(args, field) is not None:
             local["embedder"][field] = getattr(args, field)
@@ -136,7 +134,7 @@ def overhead(args) -> dict:
     cfg, _ = app_config(local)
     e = cfg.embedder
     print(f"embedder: {e.backend} {e.precision}, {e.num_threads} threads, co-located in the ingress: {e.colocate}; "
-          f"gRPC calls between deployments: {cfg.ingress.grpc_calls}; one event loop in the ingress: {cfg.ingress.one_event_loop}")
+          f"gRPC calls between deployments: {cfg.ingress.grpc_calls}")
     routed = ingress_app(cfg, InstantTier.options(name="Tier1").bind(), InstantTier.options(name="Tier2").bind())
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -187,6 +185,8 @@ def _median_ms(fn, reps: int) -> float:
 def breakdown(cfg, overhead_out: dict, batches=(1, 8, 32), reps: int = 7) -> dict:
     """Where the added time of a routed request goes on this CPU: embedder forward per batch size (configured
     precision and float32), scoring, and the rest (ingress), against the c=1 and c=32 figures of this run."""
+    from threadpoolctl import threadpool_limits
+
     from app.loadtest.hostcpu import cpu_info
     from app.routing.artifact import load_artifact
     from app.routing.embed import Embedder
@@ -210,7 +210,8 @@ def breakdown(cfg, overhead_out: dict, batches=(1, 8, 32), reps: int = 7) -> dic
             f"batch {b}: {ms:.1f} ms ({ms / b:.2f} ms/prompt)" for b, ms in row.items()))  # fmt: skip
     router = Router(load_artifact(cfg.artifact), models[0])
     emb = models[0].encode(texts)
-    out["score_ms"] = {b: _median_ms(lambda b=b: router.score_embeddings(emb[:b], texts[:b]), reps) for b in batches}
+    with threadpool_limits(1):  # as in a Serve replica, where Ray sets OMP_NUM_THREADS=1 (numpy's BLAS: one thread)
+        out["score_ms"] = {b: _median_ms(lambda b=b: router.score_embeddings(emb[:b], texts[:b]), reps) for b in batches}
     print("  scoring (artifact on embeddings): " + "; ".join(
         f"batch {b}: {ms:.2f} ms ({ms / b:.3f} ms/prompt)" for b, ms in out["score_ms"].items()))  # fmt: skip
     del models, router
@@ -278,7 +279,6 @@ def main() -> None:
     ap.add_argument("--requests-c32", type=int, default=1000, help="requests per round at concurrency 32")
     ap.add_argument("--colocate", choices=["yes", "no"], help="override configs/local.yaml's embedder.colocate")
     ap.add_argument("--grpc", choices=["yes", "no"], help="override configs/local.yaml's ingress.grpc_calls")
-    ap.add_argument("--one-event-loop", choices=["yes", "no"], help="override the ingress's one_event_loop (default yes)")
     ap.add_argument("--backend", choices=["torch", "onnx", "openvino"], help="override the embedder's backend")
     ap.add_argument("--precision", choices=["float32", "bfloat16"], help="override the embedder's precision")
     ap.add_argument("--num-threads", type=int, help="override the embedder's num_threads")

@@ -195,3 +195,4 @@ def test_the_modules_that_say_no_ray_import_no_ray():
     code = f"import sys, {mods}; print(any(m == 'ray' or m.startswith('ray.') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+

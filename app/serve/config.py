@@ -198,7 +198,6 @@ class IngressConfig(Strict):
         description="call the tiers, router LLM and embedder over Ray Serve's gRPC transport (by value) instead "
         "of Ray actor calls: about half the CPU and latency per hop",
     )
-    one_event_loop: bool = Field(True, description="the ingress's code and its calls on the replica's main event loop: no thread hops per request")
     replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=256)
 
     @model_validator(mode="after")

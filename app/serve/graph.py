@@ -93,22 +93,9 @@ def ingress_app(cfg: AppConfig, tier1, tier2, router_llm=None):
         keys = [k.dump() for k in load_keys(cfg.auth)]
     except ValueError as e:
         raise ValueError(f"tierroute config: {e}") from None
-    return Ingress.options(name="Ingress", **ingress_options(cfg)).bind(
+    return Ingress.options(name="Ingress", **cfg.ingress.replica.deployment_options()).bind(
         cfg.model_dump(mode="json"), embedder_deployment(cfg), tier1, tier2, router_llm, keys
     )
-
-
-# Ray Serve's own switches (ray.serve._private.constants, read when a replica starts): the ingress's code and
-# its handle calls on the replica's main event loop, not a user-code thread and a router thread of their own
-ONE_EVENT_LOOP_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
-
-
-def ingress_options(cfg: AppConfig) -> dict:
-    """The ingress deployment's options: its replica resources, and ``ingress.one_event_loop``."""
-    opts = cfg.ingress.replica.deployment_options()
-    if cfg.ingress.one_event_loop:
-        opts["ray_actor_options"]["runtime_env"] = {"env_vars": dict(ONE_EVENT_LOOP_ENV)}
-    return opts
 
 
 def build_app(args: dict | AppConfig):
