@@ -1,8 +1,18 @@
-"""How the offline tools (label, calibrate --router-llm, loadtest) present an API key to an OpenAI-compatible endpoint."""
+"""How the offline tools (label, calibrate --router-llm, loadtest) present an API key to an OpenAI-compatible
+endpoint, and how they count the calls to it that failed."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Failures:
+    """Calls to an endpoint that failed: how many, and the messages of the first ones."""
+
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
 
 
 def api_key_from_env(var: str | None) -> str | None:

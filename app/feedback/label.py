@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field
 
-from app.feedback.endpoint import auth_headers
+from app.feedback.endpoint import Failures, auth_headers
 from app.routing.text import estimate_tokens
 from app.traffic import messages_of, read_requests
 
@@ -91,11 +91,9 @@ def estimate_label_tokens(texts: list[str], max_tokens: int) -> dict[str, int]:
 
 
 @dataclass
-class LabelReport:
+class LabelReport(Failures):
     done_before: int = 0
     written: int = 0
-    failed: int = 0
-    failures: list[str] = field(default_factory=list)
 
 
 class Labeler:

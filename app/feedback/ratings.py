@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from app.feedback.endpoint import auth_headers
+from app.feedback.endpoint import Failures, auth_headers
 from app.routing.scorers import RATING_PROMPT_VERSION, rating_of_choice, rating_request
 
 
@@ -54,11 +54,9 @@ class RatingCache:
 
 
 @dataclass
-class RatingReport:
+class RatingReport(Failures):
     cached: int = 0
     rated: int = 0
-    failed: int = 0
-    failures: list[str] = field(default_factory=list)
 
 
 async def rate_texts(
