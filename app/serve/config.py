@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app.routing.artifact import Artifact
 from app.routing.controller import ControllerConfig
 from app.routing.embed import EmbedderConfig, model_id
+from app.serve.routing_config import RoutingConfig
 from app.validation import describe
 
 logger = logging.getLogger("tierroute.config")
@@ -291,6 +292,7 @@ class AppConfig(Strict):
     """Arguments of ``app.serve.graph:build_app``."""
 
     artifact: str | None = Field(None, description="calibration artifact; default: the shipped one")
+    routing: RoutingConfig = Field(RoutingConfig(), description="route before generation, or cascade (docs/cascade.md)")
     ingress: IngressConfig = IngressConfig()
     embedder: EmbedderServeConfig = EmbedderServeConfig()
     router_llm: RouterLLMConfig | None = None

@@ -1,0 +1,12 @@
+"""Verification: is tier 1's answer good enough, or should the request go to tier 2?
+
+Serve-time and offline (``tierroute verify``) share this code. A verifier artifact (:mod:`.artifact`)
+holds, per kind of request, a calibrated model over features of tier 1's *answer* (:mod:`.features`:
+its text, and its token log-probabilities where the engine returned them) and, where it paid in nested
+cross-validation, the embedder over the request and the answer's end. :class:`.verifier.Verifier` turns
+(request, answer, log-probabilities) into a score -- the probability that tier 2 would do better -- and
+the escalation decision.
+
+May import :mod:`app.routing` (the embedder, text helpers) and neutral helpers; never calibration,
+feedback, serve or Ray (``tests/test_layers.py``).
+"""

@@ -1,0 +1,107 @@
+"""The verifier artifact: one versioned JSON file, the verifier of one model pair.
+
+It names the pair it was fitted for (tier 1 / tier 2 models), the embedder (when an expert uses
+embeddings; it must be the router's), a gate (request embedding -> kind; none with one kind) and, per
+kind, an expert: a logistic model over answer features (:mod:`app.verification.features`) and, where it
+paid, the embedding of the request and the answer's end, whose output is P(tier 2 would do better than
+tier 1's answer). ``threshold``: escalate at or above it. ``report``: how it was fitted and what it
+measured (nested cross-validation per source), for ``tierroute show``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.files import write_atomic
+from app.routing.artifact import ArtifactError, EmbedderInfo, Gate
+from app.validation import first_error
+
+FORMAT = "tierroute.verifier"
+VERSION = 1
+DEFAULT_VERIFIER = Path(__file__).parent / "artifacts" / "default.json"
+Embedding = Literal["none", "answer", "request_answer"]
+
+
+class Pair(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tier1: str = Field(min_length=1, description="the small model whose answers it judges, e.g. meta-llama/Llama-3.1-8B-Instruct")
+    tier2: str = Field(min_length=1, description="the model it escalates to")
+
+
+class VerifierExpert(BaseModel):
+    """P(tier 2 does better | request, answer) for one kind = sigmoid(coef . standardised(x) + intercept)."""
+
+    model_config = ConfigDict(extra="forbid")
+    candidate: str = Field(description="the candidate nested selection chose, e.g. 'text+embedding C=0.1'")
+    features: list[str] = Field(description="answer features, in coefficient order (then the embedding's dimensions)")
+    embedding: Embedding = Field("none", description="which text is embedded: none, the answer's end, or request + answer's end")
+    coef: list[float]
+    intercept: float
+    mean: list[float]
+    scale: list[float]
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        n = len(self.coef)
+        if len(self.mean) != n or len(self.scale) != n:
+            raise ValueError(f"coef, mean and scale differ in length ({n}, {len(self.mean)}, {len(self.scale)})")
+        if self.embedding == "none" and n != len(self.features):
+            raise ValueError(f"{len(self.features)} features but {n} coefficients")
+        return self
+
+
+class VerifierArtifact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["tierroute.verifier"] = FORMAT
+    version: int = VERSION
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    pair: Pair
+    embedder: EmbedderInfo | None = Field(None, description="the embedding model (None when no expert uses embeddings)")
+    gate: Gate | None = Field(None, description="request embedding -> kind; None with one kind")
+    experts: dict[str, VerifierExpert] = Field(min_length=1)
+    threshold: float = Field(ge=0, le=1, description="escalate when the score is at or above it")
+    report: dict[str, Any] = Field(default_factory=dict, description="command, data, nested figures per source")
+
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, v: int) -> int:
+        if v != VERSION:
+            raise ValueError(f"verifier version {v} is not supported (expects {VERSION}); refit it with `tierroute calibrate`")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.gate is None and len(self.experts) != 1:
+            raise ValueError("experts: more than one kind needs a gate")
+        if self.gate is not None and sorted(self.gate.kinds) != sorted(self.experts):
+            raise ValueError(f"gate.kinds {self.gate.kinds} and experts {sorted(self.experts)} differ")
+        uses = self.gate is not None or any(e.embedding != "none" for e in self.experts.values())
+        if uses and self.embedder is None:
+            raise ValueError("embedder: the gate or an expert uses embeddings, so the artifact must name its embedder")
+        return self
+
+    def save(self, path: str | Path) -> Path:
+        return write_atomic(path, [self.model_dump_json(indent=1), "\n"])
+
+
+def load_verifier(path: str | Path | None = None) -> VerifierArtifact:
+    """Read and validate a verifier artifact (the shipped default when ``path`` is None)."""
+    path = Path(path) if path else DEFAULT_VERIFIER
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no such verifier (fit one with `tierroute calibrate`)") from None
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: not a JSON verifier ({e.msg} at line {e.lineno})") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not a tierroute verifier (missing format {FORMAT!r})")
+    try:
+        return VerifierArtifact.model_validate(raw)
+    except ValidationError as e:
+        where, msg = first_error(e)
+        raise ArtifactError(f"{path}: invalid verifier field {where!r}: {msg}") from None

@@ -1,0 +1,160 @@
+"""Features of tier 1's answer, computed the same way offline and at serve time.
+
+Two families, each a name -> float mapping (names are what an artifact's experts list):
+
+* :func:`text_features` -- from the answer's text alone (and the request's, for overlap): its length,
+  whether and how it states a final answer, hedging and self-correction, arithmetic claims that do not
+  hold (``12 * 3 = 38``), an answer that runs on past its end, repetition;
+* :func:`logprob_features` -- from the answer's per-token log-probabilities, when the engine returned
+  them: low quantiles, mean, minimum, and the mean over the final answer's span (Gupta et al. 2024:
+  low quantiles of per-token log-probabilities beat their mean).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+HEDGES = (
+    "approximately", "closest", "close to", "none of the", "not sure", "cannot", "can't", "unclear",
+    "assume", "assuming", "however", "but ", "wait", "mistake", "re-evaluate", "reevaluate", "recheck",
+    "re-check", "actually", "alternatively", "let's try", "let me try", "correct answer is not", "not among",
+    "doesn't match", "does not match", "not listed", "seems", "might", "may be", "estimate", "guess",
+)  # fmt: skip
+_NUM = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
+_ARITH = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/x×÷])\s*(-?\d+(?:\.\d+)?)\s*=\s*\$?(-?\d+(?:,\d{3})*(?:\.\d+)?)")
+_OPTION = re.compile(r"answer is \(?([A-J])\)?")
+_BOXED = re.compile(r"\\boxed\{")
+TEXT_FEATURES = (
+    "log_chars", "log_words", "lines", "has_final", "final_log_chars", "final_is_number", "final_not_integer",
+    "final_negative", "final_has_latex", "final_in_request", "hedges", "hedge_rate", "arith_claims",
+    "arith_wrong", "arith_wrong_share", "numbers", "distinct_number_share", "runs_on", "repeated_line_share",
+    "option_stated", "options_named", "truncated",
+)  # fmt: skip
+LOGPROB_FEATURES = ("lp_mean", "lp_min", "lp_q05", "lp_q10", "lp_q25", "lp_median", "lp_final_mean", "lp_tokens")
+
+
+def final_answer(answer: str) -> str | None:
+    """The answer's stated final answer: a JSON ``answer`` field, the last ``\\boxed{}``, "the answer is X",
+    or None when it states none."""
+    text = answer.strip()
+    if text.startswith("```"):
+        text = text.strip("`").removeprefix("json").strip()
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+            if isinstance(obj, dict) and "answer" in obj:
+                return str(obj["answer"]).strip()
+        except ValueError:
+            pass
+        m = re.search(r'"answer"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
+        if m:
+            return m.group(1).strip()
+    boxed = [m.end() for m in _BOXED.finditer(answer)]
+    if boxed:
+        return _balanced(answer, boxed[-1])
+    m = list(re.finditer(r"answer is[:\s]*(.+)", answer, flags=re.IGNORECASE))
+    if m:
+        return m[-1].group(1).strip().rstrip(".").strip()
+    return None
+
+
+def _balanced(text: str, start: int) -> str:
+    depth, i = 1, start
+    while i < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[start : i - 1 if depth == 0 else i].strip()
+
+
+def _number(s: str) -> float | None:
+    try:
+        return float(s.replace(",", "").replace("$", "").strip())
+    except ValueError:
+        return None
+
+
+def _arith(answer: str) -> tuple[int, int]:
+    """(claims ``a op b = c`` found, those that do not hold within rounding)."""
+    claims = wrong = 0
+    for a, op, b, c in _ARITH.findall(answer):
+        x, y, z = float(a), float(b), float(c.replace(",", ""))
+        if op in "/÷" and y == 0:
+            continue
+        v = {"+": x + y, "-": x - y, "*": x * y, "x": x * y, "×": x * y, "/": x / y if y else 0, "÷": x / y if y else 0}[op]
+        claims += 1
+        if abs(v - z) > max(0.011, 0.006 * abs(v)):
+            wrong += 1
+    return claims, wrong
+
+
+def text_features(request: str, answer: str) -> dict[str, float]:
+    """The text features of ``answer`` to ``request`` (names: :data:`TEXT_FEATURES`)."""
+    low = answer.lower()
+    words = answer.split()
+    lines = [ln.strip() for ln in answer.splitlines() if ln.strip()]
+    final = final_answer(answer)
+    value = _number(final) if final is not None else None
+    hedges = sum(low.count(h) for h in HEDGES)
+    claims, wrong = _arith(answer)
+    numbers = _NUM.findall(answer)
+    options = _OPTION.findall(answer)
+    stated_at = low.find("answer is")
+    return {
+        "log_chars": math.log1p(len(answer)),
+        "log_words": math.log1p(len(words)),
+        "lines": math.log1p(len(lines)),
+        "has_final": float(final is not None and final != ""),
+        "final_log_chars": math.log1p(len(final or "")),
+        "final_is_number": float(value is not None),
+        "final_not_integer": float(value is not None and not float(value).is_integer()),
+        "final_negative": float(value is not None and value < 0),
+        "final_has_latex": float(final is not None and ("\\" in final or "^" in final)),
+        "final_in_request": float(bool(final) and final.strip("'\"") in request),
+        "hedges": math.log1p(hedges),
+        "hedge_rate": hedges / max(1, len(words)) * 100,
+        "arith_claims": math.log1p(claims),
+        "arith_wrong": float(wrong),
+        "arith_wrong_share": wrong / claims if claims else 0.0,
+        "numbers": math.log1p(len(numbers)),
+        "distinct_number_share": len(set(numbers)) / len(numbers) if numbers else 1.0,
+        "runs_on": float(stated_at >= 0 and len(answer) - stated_at > 80),
+        "repeated_line_share": 1 - len(set(lines)) / len(lines) if lines else 0.0,
+        "option_stated": float(bool(options)),
+        "options_named": math.log1p(len(set(re.findall(r"\(([A-J])\)", answer)))),
+        "truncated": float(answer.rstrip().endswith(("...", ",")) or (answer.lstrip().startswith("{") and not answer.rstrip().rstrip("`").rstrip().endswith("}"))),
+    }
+
+
+def logprob_features(logprobs: Sequence[float] | None, tokens: Sequence[str] | None = None) -> dict[str, float] | None:
+    """Features of the answer's per-token log-probabilities (names: :data:`LOGPROB_FEATURES`), or None
+    without any. ``tokens`` (the tokens' texts) locate the final answer's span: the tokens after the
+    last "answer" (else the last 8 tokens)."""
+    if not logprobs:
+        return None
+    lp = np.asarray([max(float(x), -100.0) for x in logprobs], dtype=np.float64)
+    q05, q10, q25, q50 = np.quantile(lp, [0.05, 0.10, 0.25, 0.5])
+    start = max(0, len(lp) - 8)
+    if tokens is not None and len(tokens) == len(lp):
+        text, ends = "", []
+        for t in tokens:
+            text += t
+            ends.append(len(text))
+        at = text.lower().rfind("answer")
+        if at >= 0:
+            start = next((i + 1 for i, e in enumerate(ends) if e > at), start)
+            start = min(start, len(lp) - 1)
+    return {
+        "lp_mean": float(lp.mean()),
+        "lp_min": float(lp.min()),
+        "lp_q05": float(q05),
+        "lp_q10": float(q10),
+        "lp_q25": float(q25),
+        "lp_median": float(q50),
+        "lp_final_mean": float(lp[start:].mean()),
+        "lp_tokens": math.log1p(len(lp)),
+    }

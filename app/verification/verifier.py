@@ -1,0 +1,113 @@
+"""Score tier 1's answer: the probability that tier 2 would do better, and whether to escalate.
+
+One path for serving and ``tierroute verify``: :meth:`Verifier.texts` says which texts to embed for a
+request and answer (the request, for the gate; the expert's embedding text, if it uses one), the caller
+embeds them however it embeds (in process, or the Embedder deployment), and :meth:`Verifier.verdict`
+computes the score from those embeddings, the answer's text features and, when the expert was fitted
+with them, its log-probability features. :meth:`Verifier.verify` does both for a batch, in process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.routing.text import features as prompt_features
+from app.verification.artifact import VerifierArtifact, VerifierExpert
+from app.verification.features import LOGPROB_FEATURES, logprob_features, text_features
+
+REQUEST_CHARS = 400  # of the request, in the request+answer embedding text
+ANSWER_CHARS = 700  # of the answer's end, in either embedding text
+
+
+@dataclass
+class Answer:
+    """One request and tier 1's answer to it; ``logprobs`` (per token) and ``tokens`` when the engine returned them."""
+
+    request: str
+    answer: str
+    logprobs: Sequence[float] | None = None
+    tokens: Sequence[str] | None = None
+
+
+@dataclass
+class Verdict:
+    score: float  # P(tier 2 would do better than this answer)
+    escalate: bool
+    kind: str
+    threshold: float
+    signals: dict[str, float] = field(default_factory=dict)  # the features the expert used
+
+
+def embedding_text(a: Answer, which: str) -> str:
+    """The text an expert embeds: the answer's end, or the request's start with it."""
+    end = a.answer[-ANSWER_CHARS:]
+    return end if which == "answer" else f"{a.request[:REQUEST_CHARS]}\n\n{end}"
+
+
+def _sigmoid(x: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
+
+
+class Verifier:
+    def __init__(self, artifact: VerifierArtifact, threshold: float | None = None):
+        self.artifact = artifact
+        self.threshold = artifact.threshold if threshold is None else threshold
+        self.kinds = artifact.gate.kinds if artifact.gate else list(artifact.experts)
+        g = artifact.gate
+        self._gate = None if g is None else (np.array(g.coef), np.array(g.intercept), np.array(g.mean), np.array(g.scale))
+
+    @property
+    def uses_logprobs(self) -> bool:
+        return any(f in LOGPROB_FEATURES for e in self.artifact.experts.values() for f in e.features)
+
+    def texts(self, a: Answer) -> list[str]:
+        """What to embed for ``a``: the request (when there is a gate), then each expert's embedding text it may use."""
+        out = [a.request] if self._gate is not None else []
+        for which in sorted({e.embedding for e in self.artifact.experts.values()} - {"none"}):
+            out.append(embedding_text(a, which))
+        return out
+
+    def kind_of(self, a: Answer, embeddings: dict[str, np.ndarray]) -> str:
+        if self._gate is None:
+            return self.kinds[0]
+        coef, intercept, mean, scale = self._gate
+        x = np.concatenate([embeddings[a.request], prompt_features(a.request)])
+        return self.kinds[int(np.argmax(coef @ ((x - mean) / scale) + intercept))]
+
+    def verdict(self, a: Answer, embeddings: dict[str, np.ndarray]) -> Verdict:
+        """The verdict on ``a``; ``embeddings``: text -> its embedding, for each of :meth:`texts`."""
+        kind = self.kind_of(a, embeddings)
+        expert = self.artifact.experts[kind]
+        feats = text_features(a.request, a.answer)
+        lp = logprob_features(a.logprobs, a.tokens)
+        if lp:
+            feats.update(lp)
+        score = float(score_expert(expert, feats, embeddings.get(embedding_text(a, expert.embedding)) if expert.embedding != "none" else None))
+        used = {f: round(feats.get(f, 0.0), 4) for f in expert.features}
+        return Verdict(score, score >= self.threshold, kind, self.threshold, used)
+
+    def verify(self, answers: list[Answer], embed: Callable[[list[str]], np.ndarray] | None) -> list[Verdict]:
+        """Verdicts on a batch, embedding in one call (``embed`` may be None when nothing is embedded)."""
+        texts = sorted({t for a in answers for t in self.texts(a)})
+        if texts and embed is None:
+            raise ValueError("this verifier embeds texts: pass an embedder")
+        embs = dict(zip(texts, embed(texts))) if texts else {}
+        return [self.verdict(a, embs) for a in answers]
+
+
+def expert_row(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray | None) -> np.ndarray:
+    """The expert's input row: its features in order (a missing log-probability feature: the training mean), then the embedding."""
+    mean = np.asarray(expert.mean)
+    x = np.array([feats.get(f, mean[i]) for i, f in enumerate(expert.features)], dtype=np.float64)
+    if expert.embedding != "none":
+        x = np.concatenate([x, np.asarray(emb, dtype=np.float64)])
+    return x
+
+
+def score_expert(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray | None) -> float:
+    x = expert_row(expert, feats, emb)
+    z = (x - np.asarray(expert.mean)) / np.asarray(expert.scale)
+    return float(_sigmoid(np.asarray(expert.coef) @ z + expert.intercept))
