@@ -1,7 +1,7 @@
-"""The ``tierroute`` command line: calibrate, evaluate, score, label, route, demo, show, loadtest, plan.
+"""The ``tierroute`` command line: calibrate, evaluate, score, label, route, demo, show, verify, loadtest, plan.
 
 Each command group owns its parsers and handlers (``add_parser`` + ``run``): :mod:`app.calibration.cli`
-(calibrate, evaluate, score, show), :mod:`app.feedback.cli` (label), :mod:`app.routing.cli` (route, demo),
+(calibrate, evaluate, score, show), :mod:`app.feedback.cli` (label), :mod:`app.routing.cli` (route, demo), :mod:`app.verification.cli` (verify),
 :mod:`app.loadtest.cli` and :mod:`app.plan.cli`. This module only assembles them and dispatches.
 """
 
@@ -25,6 +25,7 @@ def _commands() -> list[tuple[str, Callable, Callable]]:
     from app.loadtest import cli as loadtest
     from app.plan import cli as plan
     from app.routing import cli as routing
+    from app.verification import cli as verification
 
     def of(group, command):
         return command, partial(group.add_parser, command=command), group.run
@@ -32,6 +33,7 @@ def _commands() -> list[tuple[str, Callable, Callable]]:
     return [
         of(calibration, "calibrate"), of(calibration, "evaluate"), of(calibration, "score"), of(feedback, "label"),
         of(routing, "route"), of(routing, "demo"), of(calibration, "show"),
+        of(verification, "verify"),
         ("loadtest", loadtest.add_parser, loadtest.run), ("plan", plan.add_parser, plan.run),
     ]  # fmt: skip
 

@@ -29,7 +29,7 @@ def test_help_lists_every_subcommand(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     listed = re.findall(r"^ {4}(\w+)", out, re.M)  # argparse's sub-command table, not the description
-    assert listed == ["calibrate", "evaluate", "score", "label", "route", "demo", "show", "loadtest", "plan"], out
+    assert listed == ["calibrate", "evaluate", "score", "label", "route", "demo", "show", "verify", "loadtest", "plan"], out
 
 
 def test_score_adds_score_and_tier_in_input_order(tmp_path, capsys):

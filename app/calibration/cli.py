@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from app.calibration.verifier_cli import add_arguments as add_verifier_arguments, calibrate_verifier
 from app.routing.cli import add_artifact_arg
 
 COMMANDS = ("calibrate", "evaluate", "score", "show")
@@ -71,7 +72,7 @@ def _calibrate_parser(sub) -> argparse.ArgumentParser:
         help="your own unlabelled traffic (JSONL of prompts or messages, as `score` reads): set the threshold so that "
         "--tier2-share of it goes to tier 2, instead of on the calibration mix",
     )
-    c.add_argument("--output", required=True, help="where to write the artifact (JSON)")
+    c.add_argument("--output", help="where to write the artifact (JSON); required unless --verifier-only")
     c.add_argument("--embedding-model", default=None, help="sentence-transformers model id or path (default all-MiniLM-L6-v2)")
     c.add_argument("--prefix", default="", help="task prefix for the embedding model, e.g. 'classification: '")
     c.add_argument("--family", choices=["length", "logistic", "topic", "knn"], help="force one expert family for every kind")
@@ -90,6 +91,7 @@ def _calibrate_parser(sub) -> argparse.ArgumentParser:
         help="repeat the nested cross-validation on this many outer splits (seeds --seed, --seed+1, ...) and report the mean "
         "and each repeat's figure: on a few hundred rows one split's figure moves by several points",
     )
+    add_verifier_arguments(c)
     h = c.add_argument_group(
         "router-LLM hybrid",
         "rate prompts with outcomes through --endpoint with the serving prompt and fit the band, the LLM's weight and "
@@ -117,6 +119,9 @@ def _evaluate_parser(sub) -> argparse.ArgumentParser:
     e.add_argument("--cost-tier1", type=float, default=1.0, help="relative cost of one tier-1 request")
     e.add_argument("--cost-tier2", type=float, default=10.0, help="relative cost of one tier-2 request")
     e.add_argument("--json", help="also write the full report as JSON here")
+    e.add_argument("--cascade", action="store_true", help="quality-vs-cost curves of the cascade (nested verifier) vs routing, on rows with answers")
+    e.add_argument("--folds", type=int, default=5, help="--cascade: outer folds of the nested cross-validation")
+    e.add_argument("--seed", type=int, default=0)
     e.add_argument("--weak-col")
     e.add_argument("--strong-col")
     return e
@@ -136,6 +141,7 @@ def _show_parser(sub) -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="what an artifact is and how far to trust it, per source", description=SHOW)
     add_artifact_arg(sh)
     sh.add_argument("--json", action="store_true", help="print the card as JSON instead")
+    sh.add_argument("--verifier", nargs="?", const="default", help="describe a verifier instead (default: the shipped one)")
     return sh
 
 
@@ -194,6 +200,10 @@ def run_calibrate(args) -> int:
     from app.routing.router import Router
     from app.traffic import read_requests
 
+    if args.verifier_only or not args.output:
+        if not (args.verifier_only and args.verifier_output):
+            raise ValueError("--output is required (or --verifier-only with --verifier-output)")
+        return calibrate_verifier(args)
     _check_calibrate(args)
     traffic = read_requests(args.traffic)[1] if args.traffic else None  # fail on a bad file before the long part
     _check_router_llm(args)
@@ -220,7 +230,7 @@ def run_calibrate(args) -> int:
         art = _fit_router_llm(args, art, prepared, evaluation.oof, key)
     art.save(args.output)
     _print_calibration(args, art, fit, evaluation, traffic is not None)
-    return 0
+    return calibrate_verifier(args) if args.verifier_output else 0
 
 
 def _fit_router_llm(args, art, prepared, oof, key):
@@ -258,6 +268,10 @@ def run_evaluate(args) -> int:
 
     if args.outcomes:
         return _evaluate_outcomes(args)
+    if args.cascade:
+        from app.calibration.cascade_eval import run_cascade
+
+        return run_cascade(args)
 
     ds = _load_data(args.data, _pair(args))
     report = evaluate(Router.load(args.artifact), ds, args.cost_tier1, args.cost_tier2, plot_dir=args.plot_dir)
@@ -310,6 +324,13 @@ def run_show(args) -> int:
     from app.calibration.card import card, format_card
     from app.routing.artifact import load_artifact
 
+    if args.verifier:
+        from app.calibration.verifier_report import describe_verifier
+        from app.verification.artifact import load_verifier
+
+        v = load_verifier(None if args.verifier == "default" else args.verifier)
+        print(v.model_dump_json(indent=1, exclude={"gate", "experts"}) if args.json else describe_verifier(v))
+        return 0
     c = card(load_artifact(args.artifact))
     print(json.dumps(c, indent=1) if args.json else format_card(c))
     return 0

@@ -171,3 +171,31 @@ def format_lift(lift: dict[str, float]) -> str:
 def cost_ratio(tier2_share: float, cost_tier1: float, cost_tier2: float) -> float:
     """Cost of routed traffic relative to sending everything to tier 2."""
     return (tier2_share * cost_tier2 + (1 - tier2_share) * cost_tier1) / cost_tier2
+
+
+@dataclass(frozen=True)
+class CostCurve:
+    """Quality against cost when requests at or above a score go to tier 2 (or are escalated), per threshold."""
+
+    cost: np.ndarray  # cost relative to sending every request to tier 2 (ascending)
+    quality: np.ndarray  # mean outcome of the answers the clients get
+    share: np.ndarray  # share of requests that reach tier 2
+
+
+def cost_curve(scores, weak, strong, tier1_cost, tier2_cost, cascade: bool, n_points: int = 21) -> CostCurve:
+    """Quality vs cost over thresholds at the scores' quantiles (plus none and all).
+
+    ``tier1_cost``/``tier2_cost``: per request, what its tier-1 / tier-2 call costs (tokens x price).
+    Routing before generation (``cascade`` False) pays one of them; a cascade pays tier 1 for every
+    request and tier 2 too for the escalated ones -- the tier-1 tokens an escalated request spent are charged.
+    """
+    s, w, g = _arrays(scores, weak, strong)
+    c1, c2 = np.asarray(tier1_cost, dtype=float), np.asarray(tier2_cost, dtype=float)
+    thresholds = np.concatenate([np.quantile(s, np.linspace(0, 1, n_points)), [np.nextafter(s.max(), np.inf)]])
+    pts = []
+    for t in thresholds:
+        up = s >= t
+        cost = (c1 + up * c2).sum() if cascade else np.where(up, c2, c1).sum()
+        pts.append((cost / c2.sum(), float(np.where(up, g, w).mean()), float(up.mean())))
+    pts.sort()
+    return CostCurve(*(np.array(v) for v in zip(*pts)))

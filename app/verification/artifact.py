@@ -1,7 +1,7 @@
 """The verifier artifact: one versioned JSON file, the verifier of one model pair.
 
-It names the pair it was fitted for (tier 1 / tier 2 models), the embedder (when an expert uses
-embeddings; it must be the router's), a gate (request embedding -> kind; none with one kind) and, per
+It names the pair it was fitted for (tier 1 / tier 2 models), the embedder (only when an expert uses
+embeddings), a gate (the request's kind features -> kind; none with one kind) and, per
 kind, an expert: a logistic model over answer features (:mod:`app.verification.features`) and, where it
 paid, the embedding of the request and the answer's end, whose output is P(tier 2 would do better than
 tier 1's answer). ``threshold``: escalate at or above it. ``report``: how it was fitted and what it
@@ -33,13 +33,10 @@ class Pair(BaseModel):
     tier2: str = Field(min_length=1, description="the model it escalates to")
 
 
-class VerifierExpert(BaseModel):
-    """P(tier 2 does better | request, answer) for one kind = sigmoid(coef . standardised(x) + intercept)."""
+class Logit(BaseModel):
+    """sigmoid(coef . (x - mean) / scale + intercept) over an expert's input row."""
 
     model_config = ConfigDict(extra="forbid")
-    candidate: str = Field(description="the candidate nested selection chose, e.g. 'text+embedding C=0.1'")
-    features: list[str] = Field(description="answer features, in coefficient order (then the embedding's dimensions)")
-    embedding: Embedding = Field("none", description="which text is embedded: none, the answer's end, or request + answer's end")
     coef: list[float]
     intercept: float
     mean: list[float]
@@ -47,11 +44,37 @@ class VerifierExpert(BaseModel):
 
     @model_validator(mode="after")
     def _lengths(self):
-        n = len(self.coef)
-        if len(self.mean) != n or len(self.scale) != n:
-            raise ValueError(f"coef, mean and scale differ in length ({n}, {len(self.mean)}, {len(self.scale)})")
+        if not len(self.coef) == len(self.mean) == len(self.scale):
+            raise ValueError(f"coef, mean and scale differ in length ({len(self.coef)}, {len(self.mean)}, {len(self.scale)})")
+        return self
+
+
+class VerifierExpert(BaseModel):
+    """P(tier 2 does better | request, answer) for one kind of request.
+
+    ``form`` ``needs_strong``: ``model`` is that probability, fitted on "tier 1 wrong and tier 2 right";
+    ``product``: ``model`` is P(tier 1's answer is wrong), ``strong`` P(tier 2 answers right), and the
+    score is their product -- an answer tier 1 got wrong on a problem tier 2 fails too is not worth
+    escalating. The input row is ``features`` in order, then the embedding's dimensions (when ``embedding``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    candidate: str = Field(description="the candidate nested selection chose, e.g. 'product text+prompt C=0.1'")
+    features: list[str] = Field(description="answer and request features, in input order (then the embedding's dimensions)")
+    embedding: Embedding = Field("none", description="which text is embedded: none, the answer's end, or request + answer's end")
+    form: Literal["needs_strong", "product"] = "needs_strong"
+    model: Logit
+    strong: Logit | None = None
+
+    @model_validator(mode="after")
+    def _shape(self):
+        n = len(self.model.coef)
         if self.embedding == "none" and n != len(self.features):
             raise ValueError(f"{len(self.features)} features but {n} coefficients")
+        if (self.form == "product") != (self.strong is not None):
+            raise ValueError("strong: required by form 'product', and only by it")
+        if self.strong is not None and len(self.strong.coef) != n:
+            raise ValueError("strong: its input row differs from model's")
         return self
 
 
@@ -62,7 +85,7 @@ class VerifierArtifact(BaseModel):
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     pair: Pair
     embedder: EmbedderInfo | None = Field(None, description="the embedding model (None when no expert uses embeddings)")
-    gate: Gate | None = Field(None, description="request embedding -> kind; None with one kind")
+    gate: Gate | None = Field(None, description="the request's kind features (features.KIND_FEATURES) -> kind; None with one kind")
     experts: dict[str, VerifierExpert] = Field(min_length=1)
     threshold: float = Field(ge=0, le=1, description="escalate when the score is at or above it")
     report: dict[str, Any] = Field(default_factory=dict, description="command, data, nested figures per source")
@@ -80,9 +103,8 @@ class VerifierArtifact(BaseModel):
             raise ValueError("experts: more than one kind needs a gate")
         if self.gate is not None and sorted(self.gate.kinds) != sorted(self.experts):
             raise ValueError(f"gate.kinds {self.gate.kinds} and experts {sorted(self.experts)} differ")
-        uses = self.gate is not None or any(e.embedding != "none" for e in self.experts.values())
-        if uses and self.embedder is None:
-            raise ValueError("embedder: the gate or an expert uses embeddings, so the artifact must name its embedder")
+        if any(e.embedding != "none" for e in self.experts.values()) and self.embedder is None:
+            raise ValueError("embedder: an expert uses embeddings, so the artifact must name its embedder")
         return self
 
     def save(self, path: str | Path) -> Path:

@@ -5,6 +5,7 @@ Two families, each a name -> float mapping (names are what an artifact's experts
 * :func:`text_features` -- from the answer's text alone (and the request's, for overlap): its length,
   whether and how it states a final answer, hedging and self-correction, arithmetic claims that do not
   hold (``12 * 3 = 38``), an answer that runs on past its end, repetition;
+* :func:`request_features` -- the request's length and step counts (how hard the problem looks);
 * :func:`logprob_features` -- from the answer's per-token log-probabilities, when the engine returned
   them: low quantiles, mean, minimum, and the mean over the final answer's span (Gupta et al. 2024:
   low quantiles of per-token log-probabilities beat their mean).
@@ -12,12 +13,16 @@ Two families, each a name -> float mapping (names are what an artifact's experts
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+
+from app.routing.text import FEATURE_NAMES, features as _prompt_features
 
 HEDGES = (
     "approximately", "closest", "close to", "none of the", "not sure", "cannot", "can't", "unclear",
@@ -33,8 +38,13 @@ TEXT_FEATURES = (
     "log_chars", "log_words", "lines", "has_final", "final_log_chars", "final_is_number", "final_not_integer",
     "final_negative", "final_has_latex", "final_in_request", "hedges", "hedge_rate", "arith_claims",
     "arith_wrong", "arith_wrong_share", "numbers", "distinct_number_share", "runs_on", "repeated_line_share",
-    "option_stated", "options_named", "truncated",
+    "option_stated", "options_named", "truncated", "equals", "final_matches_last_number", "final_small_integer",
+    "final_latex_ops", "final_literal", "final_container", "option_in_body", "request_options",
 )  # fmt: skip
+REQUEST_FEATURES = tuple(f"request_{n}" for n in FEATURE_NAMES)  # the router's prompt features, of the request
+KIND_FEATURES = REQUEST_FEATURES + ("request_options", "request_code_block", "request_latex", "request_assert", "request_json")
+CODE_FEATURES = ("code_lines", "code_loops", "code_branches", "code_method_calls", "code_slices", "code_comprehensions", "code_returns")
+REQUEST_ALL = KIND_FEATURES + CODE_FEATURES  # every request feature an expert may read
 LOGPROB_FEATURES = ("lp_mean", "lp_min", "lp_q05", "lp_q10", "lp_q25", "lp_median", "lp_final_mean", "lp_tokens")
 
 
@@ -126,7 +136,46 @@ def text_features(request: str, answer: str) -> dict[str, float]:
         "repeated_line_share": 1 - len(set(lines)) / len(lines) if lines else 0.0,
         "option_stated": float(bool(options)),
         "options_named": math.log1p(len(set(re.findall(r"\(([A-J])\)", answer)))),
+        **_answer_shape(answer, final, value),
+        "option_in_body": _option_in_body(request, answer, options[-1] if options else None),
+        "request_options": float(len(re.findall(r"^[A-J]\. ", request, flags=re.MULTILINE))),
         "truncated": float(answer.rstrip().endswith(("...", ",")) or (answer.lstrip().startswith("{") and not answer.rstrip().rstrip("`").rstrip().endswith("}"))),
+    }
+
+
+def _option_in_body(request: str, answer: str, letter: str | None) -> float:
+    """1 when the chosen option's text (or its first number) appears in the answer before it is stated."""
+    if letter is None:
+        return 0.0
+    m = re.search(rf"^{letter}\. (.+)$", request, flags=re.MULTILINE)
+    if not m:
+        return 0.0
+    option, body = m.group(1).strip().lower(), answer[: answer.lower().rfind("answer is")].lower()
+    nums = _NUM.findall(option)
+    return float(option in body or (bool(nums) and nums[0] in body))
+
+
+def _answer_shape(answer: str, final: str | None, value: float | None) -> dict[str, float]:
+    """How the final answer is stated: agrees with the last number worked out, small integer, LaTeX, a literal."""
+    body = answer[: answer.rfind(final)] if final and final in answer else answer
+    last = _NUM.findall(body.replace('"answer"', ""))
+    last_value = _number(last[-1]) if last else None
+    literal = 0.0
+    if final and len(final) < 2000:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "invalid decimal literal" and the like, on text that is not Python
+                ast.literal_eval(final)
+            literal = 1.0
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            pass
+    return {
+        "equals": math.log1p(answer.count("=")),
+        "final_matches_last_number": float(value is not None and last_value is not None and abs(value - last_value) < 1e-9),
+        "final_small_integer": float(value is not None and float(value).is_integer() and abs(value) < 1000),
+        "final_latex_ops": math.log1p(sum((final or "").count(t) for t in ("\\sqrt", "\\frac", "\\pi", "^"))),
+        "final_literal": literal,
+        "final_container": float(bool(final) and final.lstrip()[:1] in "[{("),
     }
 
 
@@ -157,4 +206,36 @@ def logprob_features(logprobs: Sequence[float] | None, tokens: Sequence[str] | N
         "lp_median": float(q50),
         "lp_final_mean": float(lp[start:].mean()),
         "lp_tokens": math.log1p(len(lp)),
+    }
+
+
+def request_features(request: str) -> dict[str, float]:
+    """The request's length and step-count features (the router's, :func:`app.routing.text.features`)."""
+    return dict(zip(REQUEST_FEATURES, map(float, _prompt_features(request))))
+
+
+def kind_features(request: str) -> dict[str, float]:
+    """What tells kinds of request apart (the verifier's gate): the request features and its format --
+    lettered options, a code block, LaTeX, an assertion to complete, JSON."""
+    return request_features(request) | {
+        "request_options": float(len(re.findall(r"^[A-J]\. ", request, flags=re.MULTILINE))),
+        "request_code_block": float("[PYTHON]" in request or "```" in request or "def " in request),
+        "request_latex": math.log1p(request.count("$") + request.count("\\")),
+        "request_assert": float("assert " in request),
+        "request_json": float(request.lstrip().startswith(("{", "["))),
+    }
+
+
+def code_features(request: str) -> dict[str, float]:
+    """How much work the request's code asks for (all zero without code): lines, loops, branches, calls, slices."""
+    lines = [ln for ln in request.splitlines() if ln.startswith((" ", "\t", "def ", "class "))]
+    code = "\n".join(lines)
+    return {
+        "code_lines": math.log1p(len(lines)),
+        "code_loops": math.log1p(len(re.findall(r"\b(?:for|while)\b", code))),
+        "code_branches": math.log1p(len(re.findall(r"\b(?:if|elif|else)\b", code))),
+        "code_method_calls": math.log1p(len(re.findall(r"\.\w+\(", code))),
+        "code_slices": math.log1p(len(re.findall(r"\[[^\]]*:[^\]]*\]", code))),
+        "code_comprehensions": math.log1p(len(re.findall(r"\[[^\]]* for ", code))),
+        "code_returns": math.log1p(code.count("return")),
     }

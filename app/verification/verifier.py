@@ -1,7 +1,7 @@
 """Score tier 1's answer: the probability that tier 2 would do better, and whether to escalate.
 
 One path for serving and ``tierroute verify``: :meth:`Verifier.texts` says which texts to embed for a
-request and answer (the request, for the gate; the expert's embedding text, if it uses one), the caller
+request and answer (an expert's embedding text, if one uses embeddings; else none), the caller
 embeds them however it embeds (in process, or the Embedder deployment), and :meth:`Verifier.verdict`
 computes the score from those embeddings, the answer's text features and, when the expert was fitted
 with them, its log-probability features. :meth:`Verifier.verify` does both for a batch, in process.
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.routing.text import features as prompt_features
-from app.verification.artifact import VerifierArtifact, VerifierExpert
-from app.verification.features import LOGPROB_FEATURES, logprob_features, text_features
+from app.routing.artifact import ArtifactError
+from app.verification.artifact import Logit, VerifierArtifact, VerifierExpert
+from app.verification.features import KIND_FEATURES, LOGPROB_FEATURES, code_features, kind_features, logprob_features, text_features
 
 REQUEST_CHARS = 400  # of the request, in the request+answer embedding text
 ANSWER_CHARS = 700  # of the answer's end, in either embedding text
@@ -41,6 +41,12 @@ class Verdict:
     signals: dict[str, float] = field(default_factory=dict)  # the features the expert used
 
 
+def answer_features(a: Answer) -> dict[str, float]:
+    """Every feature of ``a`` an expert may use: text, request, and log-probability features (when ``a`` has them)."""
+    feats = text_features(a.request, a.answer) | kind_features(a.request) | code_features(a.request)
+    return feats | (logprob_features(a.logprobs, a.tokens) or {})
+
+
 def embedding_text(a: Answer, which: str) -> str:
     """The text an expert embeds: the answer's end, or the request's start with it."""
     end = a.answer[-ANSWER_CHARS:]
@@ -59,13 +65,22 @@ class Verifier:
         g = artifact.gate
         self._gate = None if g is None else (np.array(g.coef), np.array(g.intercept), np.array(g.mean), np.array(g.scale))
 
+    def check_embedder(self, model_id: str, dim: int) -> None:
+        """The embedder must be the one the verifier was fitted with (raises ArtifactError naming both)."""
+        want = self.artifact.embedder
+        if want is not None and (model_id != want.model_id or dim != want.dim):
+            raise ArtifactError(
+                f"the verifier was fitted with embedding model {want.model_id!r} (dim {want.dim}) but the embedder is "
+                f"{model_id!r} (dim {dim}); serve the verifier's embedder or refit it with `tierroute calibrate`"
+            )
+
     @property
     def uses_logprobs(self) -> bool:
         return any(f in LOGPROB_FEATURES for e in self.artifact.experts.values() for f in e.features)
 
     def texts(self, a: Answer) -> list[str]:
-        """What to embed for ``a``: the request (when there is a gate), then each expert's embedding text it may use."""
-        out = [a.request] if self._gate is not None else []
+        """What to embed for ``a``: each expert's embedding text it may use (none when no expert embeds)."""
+        out = []
         for which in sorted({e.embedding for e in self.artifact.experts.values()} - {"none"}):
             out.append(embedding_text(a, which))
         return out
@@ -74,17 +89,15 @@ class Verifier:
         if self._gate is None:
             return self.kinds[0]
         coef, intercept, mean, scale = self._gate
-        x = np.concatenate([embeddings[a.request], prompt_features(a.request)])
+        feats = kind_features(a.request)
+        x = np.array([feats[f] for f in KIND_FEATURES])
         return self.kinds[int(np.argmax(coef @ ((x - mean) / scale) + intercept))]
 
     def verdict(self, a: Answer, embeddings: dict[str, np.ndarray]) -> Verdict:
         """The verdict on ``a``; ``embeddings``: text -> its embedding, for each of :meth:`texts`."""
         kind = self.kind_of(a, embeddings)
         expert = self.artifact.experts[kind]
-        feats = text_features(a.request, a.answer)
-        lp = logprob_features(a.logprobs, a.tokens)
-        if lp:
-            feats.update(lp)
+        feats = answer_features(a)
         score = float(score_expert(expert, feats, embeddings.get(embedding_text(a, expert.embedding)) if expert.embedding != "none" else None))
         used = {f: round(feats.get(f, 0.0), 4) for f in expert.features}
         return Verdict(score, score >= self.threshold, kind, self.threshold, used)
@@ -99,15 +112,21 @@ class Verifier:
 
 
 def expert_row(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray | None) -> np.ndarray:
-    """The expert's input row: its features in order (a missing log-probability feature: the training mean), then the embedding."""
-    mean = np.asarray(expert.mean)
+    """The expert's input row: its features in order (one the answer lacks, e.g. log-probabilities: the
+    training mean), then the embedding."""
+    mean = expert.model.mean
     x = np.array([feats.get(f, mean[i]) for i, f in enumerate(expert.features)], dtype=np.float64)
     if expert.embedding != "none":
         x = np.concatenate([x, np.asarray(emb, dtype=np.float64)])
     return x
 
 
+def logit(m: Logit, x: np.ndarray) -> float:
+    z = (x - np.asarray(m.mean)) / np.asarray(m.scale)
+    return float(_sigmoid(np.asarray(m.coef) @ z + m.intercept))
+
+
 def score_expert(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray | None) -> float:
     x = expert_row(expert, feats, emb)
-    z = (x - np.asarray(expert.mean)) / np.asarray(expert.scale)
-    return float(_sigmoid(np.asarray(expert.coef) @ z + expert.intercept))
+    p = logit(expert.model, x)
+    return p * logit(expert.strong, x) if expert.strong is not None else p

@@ -1,0 +1,67 @@
+"""The verifier's part of ``tierroute calibrate``: ``--verifier-output`` fits one from rows with answers.
+
+Rows with tier 1's answer come from ``--data``: a shared-layout directory gives its Llama-3.1 8B/70B
+answer rows (MMLU-Pro, ZeroEval GSM8K/MATH-L5/CRUX), a ``.jsonl``/``.csv`` file its rows with ``answer``
+(or ``weak_answer``) and ``weak``/``strong`` -- ``tierroute label``'s output is such a file, with
+log-probabilities. The nested figures per source are printed and stored in the verifier's report;
+``--verifier-only`` skips the router.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app.calibration.data import DataError
+
+
+def add_arguments(c: argparse.ArgumentParser) -> None:
+    v = c.add_argument_group("verifier (cascade routing; docs/cascade.md)")
+    v.add_argument("--verifier-output", help="also fit a verifier from --data rows that carry tier 1's answer, and write it here")
+    v.add_argument("--verifier-only", action="store_true", help="fit only the verifier (no router artifact; --output not needed)")
+    v.add_argument("--escalation-share", type=float, default=0.25, help="the verifier's threshold escalates this share of the rows (default 0.25)")
+    v.add_argument("--pair", nargs=2, metavar=("TIER1", "TIER2"), help="the models the answers and outcomes are of (default: Llama-3.1 8B/70B)")
+    v.add_argument("--verifier-embedding", action="store_true", help="also try the answer's embedding as an input (nested selection decides)")
+
+
+def load_answer_rows(paths: list[str]):
+    from app.calibration.answers import load_answer_file, load_shared_answers
+
+    rows, sums = [], {}
+    for p in paths:
+        r, s = load_shared_answers(p) if Path(p).is_dir() else load_answer_file(p)
+        rows += r
+        sums.update(s)
+    return rows, sums
+
+
+def calibrate_verifier(args) -> int:
+    from app.calibration.answers import LLAMA31_PAIR
+    from app.calibration.verifier_build import build_verifier, designs, nested_report
+    from app.calibration.verifier_fit import candidates
+    from app.calibration.verifier_report import format_verifier_report
+    from app.routing.artifact import EmbedderInfo
+    from app.routing.embed import Embedder, EmbedderConfig
+
+    if not 0 < args.escalation_share < 1:
+        raise ValueError(f"--escalation-share must be in (0, 1), got {args.escalation_share}")
+    rows, sums = load_answer_rows(args.data)
+    if len({r.source for r in rows}) < 1 or len(rows) < 20:
+        raise DataError(f"{len(rows)} answer rows: a verifier needs at least 20")
+    progress = not getattr(args, "no_progress", False)
+    model = Embedder(EmbedderConfig(model=args.embedding_model, prefix=args.prefix) if args.embedding_model else EmbedderConfig(prefix=args.prefix))
+
+    def embed(texts: list[str]):
+        return model.encode(texts, progress=progress)
+
+    cands = candidates(all(r.answer.logprobs for r in rows), args.verifier_embedding)
+    ds = designs(rows, embed if args.verifier_embedding else None, progress)
+    report, _ = nested_report(ds, rows, cands, args.folds, args.folds - 1, args.repeats, args.seed, progress)
+    print(format_verifier_report(report))
+    art = build_verifier(
+        rows, tuple(args.pair or LLAMA31_PAIR), embed, EmbedderInfo(model_id=model.model_id, dim=model.dim, prefix=args.prefix),
+        args.escalation_share, args.folds - 1, args.seed, report, progress, args.verifier_embedding, args.command_line, sums,
+    )  # fmt: skip
+    art.save(args.verifier_output)
+    print(f"verifier for {art.pair.tier1} -> {art.pair.tier2}: kinds {', '.join(art.experts)}; threshold {art.threshold:.4f} -> {args.verifier_output}")
+    return 0

@@ -1,0 +1,142 @@
+"""Fit a verifier from answer rows: per kind, the candidate nested cross-validation chooses.
+
+Candidates (:func:`candidates`) differ in what they read -- the answer's text features, plus the
+request's length and step counts, plus log-probability features where every row has them, plus the
+embedding of the answer's end -- in their form (``needs_strong``: one logistic model of "tier 1 wrong
+and tier 2 right"; ``product``: P(tier 1 wrong) x P(tier 2 right), two models) and in their
+regularisation ``C``. Within a kind the choice is made on inner folds (:func:`choose`); ties go to the
+earlier, simpler candidate. The gate (request -> kind) is a multinomial logistic model over the
+request's kind features (its length, step counts and format).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from app.calibration.answers import AnswerRow
+from app.calibration.metrics import apgr, curve
+from app.routing.artifact import Gate
+from app.verification.artifact import Logit, VerifierExpert
+from app.verification.features import KIND_FEATURES, LOGPROB_FEATURES, REQUEST_ALL, TEXT_FEATURES, kind_features
+from app.verification.verifier import answer_features
+
+C_GRID = (0.01, 0.03, 0.1, 0.3)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    features: tuple[str, ...]
+    form: str  # needs_strong | product
+    C: float
+    embedding: str = "none"
+    name: str = ""
+
+
+def candidates(with_logprobs: bool, with_embedding: bool) -> list[Candidate]:
+    """Simplest first: text features alone, then with the request's, log-probabilities, the answer's embedding."""
+    sets = [("text", TEXT_FEATURES), ("text+request", TEXT_FEATURES + REQUEST_ALL)]
+    if with_logprobs:
+        sets.append(("text+request+logprobs", TEXT_FEATURES + REQUEST_ALL + LOGPROB_FEATURES))
+    out = []
+    for name, feats in sets:
+        for form in ("needs_strong", "product"):
+            for C in C_GRID:
+                out.append(Candidate(feats, form, C, "none", f"{form} {name} C={C}"))
+    if with_embedding:
+        feats = sets[-1][1]
+        for form in ("needs_strong", "product"):
+            for C in (0.01, 0.03):
+                out.append(Candidate(feats, form, C, "answer", f"{form} {sets[-1][0]}+answer embedding C={C}"))
+    return out
+
+
+@dataclass
+class Design:
+    """The rows of one kind, as every candidate reads them."""
+
+    feats: list[dict[str, float]]
+    emb: np.ndarray | None  # the answer's-end embeddings (None without an embedder)
+    weak: np.ndarray
+    strong: np.ndarray
+
+    @classmethod
+    def of(cls, rows: list[AnswerRow], emb: np.ndarray | None) -> "Design":
+        w = np.array([r.weak for r in rows], dtype=float)
+        s = np.array([r.strong for r in rows], dtype=float)
+        return cls([answer_features(r.answer) for r in rows], emb, w, s)
+
+    @property
+    def needs_strong(self) -> np.ndarray:
+        return (self.weak < self.strong).astype(int)
+
+    def matrix(self, c: Candidate, idx: np.ndarray) -> np.ndarray:
+        x = np.array([[self.feats[i].get(f, 0.0) for f in c.features] for i in idx], dtype=np.float64)
+        if c.embedding != "none":
+            x = np.hstack([x, self.emb[idx].astype(np.float64)])
+        return x
+
+
+def fit_logit(x: np.ndarray, y: np.ndarray, C: float) -> Logit:
+    mean, scale = x.mean(0), x.std(0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    if len(set(y)) < 2:  # one class only: a constant model
+        p = min(max(float(np.mean(y)), 1e-4), 1 - 1e-4)
+        return Logit(coef=[0.0] * x.shape[1], intercept=float(np.log(p / (1 - p))), mean=mean.tolist(), scale=scale.tolist())
+    m = LogisticRegression(C=C, max_iter=5000).fit((x - mean) / scale, y)
+    return Logit(coef=m.coef_[0].tolist(), intercept=float(m.intercept_[0]), mean=mean.tolist(), scale=scale.tolist())
+
+
+def _probs(m: Logit, x: np.ndarray) -> np.ndarray:
+    z = ((x - np.asarray(m.mean)) / np.asarray(m.scale)) @ np.asarray(m.coef) + m.intercept
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def fit_expert(c: Candidate, d: Design, idx: np.ndarray) -> VerifierExpert:
+    x = d.matrix(c, idx)
+    if c.form == "product":
+        model = fit_logit(x, (d.weak[idx] < 0.5).astype(int), c.C)
+        strong = fit_logit(x, (d.strong[idx] >= 0.5).astype(int), c.C)
+    else:
+        model, strong = fit_logit(x, d.needs_strong[idx], c.C), None
+    return VerifierExpert(candidate=c.name, features=list(c.features), embedding=c.embedding, form=c.form, model=model, strong=strong)
+
+
+def expert_scores(e: VerifierExpert, c: Candidate, d: Design, idx: np.ndarray) -> np.ndarray:
+    x = d.matrix(c, idx)
+    p = _probs(e.model, x)
+    return p * _probs(e.strong, x) if e.strong is not None else p
+
+
+def apgr_of(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
+    return apgr(curve(scores, weak, strong)) if weak.mean() != strong.mean() else 0.5
+
+
+def choose(cands: list[Candidate], d: Design, idx: np.ndarray, n_inner: int, seed: int) -> tuple[Candidate, dict[str, float]]:
+    """The candidate with the best inner cross-validated APGR on rows ``idx`` (ties: the earlier one)."""
+    y = d.needs_strong[idx]
+    k = max(2, min(n_inner, int(y.sum()), int(len(y) - y.sum())))
+    splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, y))
+    table = {}
+    for c in cands:
+        oof = np.zeros(len(idx))
+        for tr, te in splits:
+            oof[te] = expert_scores(fit_expert(c, d, idx[tr]), c, d, idx[te])
+        table[c.name] = apgr_of(oof, d.weak[idx], d.strong[idx])
+    best = max(cands, key=lambda c: (round(table[c.name], 4), -cands.index(c)))
+    return best, table
+
+
+def fit_gate(requests: list[str], kinds: list[str]) -> Gate:
+    """The request's kind features -> kind (multinomial logistic)."""
+    x = np.array([[f[n] for n in KIND_FEATURES] for f in map(kind_features, requests)], dtype=np.float64)
+    mean, scale = x.mean(0), x.std(0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    names = sorted(set(kinds))
+    m = LogisticRegression(C=1.0, max_iter=5000).fit((x - mean) / scale, [names.index(k) for k in kinds])
+    coef = m.coef_ if len(names) > 2 else np.vstack([-m.coef_[0] / 2, m.coef_[0] / 2])
+    icpt = m.intercept_ if len(names) > 2 else np.array([-m.intercept_[0] / 2, m.intercept_[0] / 2])
+    return Gate(kinds=names, coef=coef.tolist(), intercept=icpt.tolist(), mean=mean.tolist(), scale=scale.tolist())
