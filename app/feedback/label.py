@@ -12,6 +12,12 @@ was; ``tierroute calibrate`` reads them as outcomes (``needs_strong = weak < str
 more often than it lost). Rows are appended as they finish, so a rerun skips what is done
 (resumable), and carry the judge's model id, the judge prompt's version and token counts.
 
+Each row also records what the cascade's verifier (:mod:`app.verification`) learns from: ``answer``
+(tier 1's text), ``answer_logprobs`` (the sampled tokens' log-probabilities, rounded to 4 places;
+tier 1 is asked for them with ``logprobs: true``) and ``answer_tokens`` (those tokens' texts). An
+endpoint that returns no log-probabilities gives rows without the two lists; rows written before
+these fields existed still read as outcomes (the fields are only added).
+
 Known biases of LLM judges and what this design does about them: *position* (favouring the first
 or second answer): both orders, averaged; *length* (favouring longer answers): the prompt tells
 the judge to ignore length and style, and ties count for tier 1; *self-preference* (tier 2
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,12 +109,23 @@ class Labeler:
         headers = auth_headers(cfg.api_key)
         self._client_args = {"base_url": cfg.endpoint, "timeout": cfg.timeout_s, "headers": headers, "transport": transport}
 
-    async def _chat(self, client: httpx.AsyncClient, model: str, messages: list[dict], **extra) -> tuple[str, dict]:
+    async def _completion(self, client: httpx.AsyncClient, model: str, messages: list[dict], **extra) -> dict:
         r = await client.post("/v1/chat/completions", json={"model": model, "messages": messages, **extra})
         if r.status_code != 200:
             raise RuntimeError(f"{model}: HTTP {r.status_code}")
-        body = r.json()
+        return r.json()
+
+    async def _chat(self, client: httpx.AsyncClient, model: str, messages: list[dict], **extra) -> tuple[str, dict]:
+        body = await self._completion(client, model, messages, **extra)
         return body["choices"][0]["message"].get("content") or "", body.get("usage") or {}
+
+    async def _tier1(self, client: httpx.AsyncClient, messages: list[dict]) -> tuple[str, dict, dict]:
+        """Tier 1's answer, its usage, and the answer fields of the row (:func:`answer_fields`)."""
+        extra = {"max_tokens": self.cfg.max_tokens, "logprobs": True, "top_logprobs": 0}
+        body = await self._completion(client, self.cfg.tier1_model, messages, **extra)
+        choice = body["choices"][0]
+        text = choice["message"].get("content") or ""
+        return text, body.get("usage") or {}, answer_fields(text, choice)
 
     async def _verdict(self, client, request: str, a: str, b: str) -> tuple[str, dict]:
         extra = {"max_tokens": 4, "temperature": 0.0, "structured_outputs": {"choice": list(CHOICES)}}
@@ -119,8 +137,8 @@ class Labeler:
 
     async def label_one(self, client, row: dict, text: str) -> dict:
         msgs = messages_of(row)
-        (a1, u1), (a2, u2) = await asyncio.gather(
-            self._chat(client, self.cfg.tier1_model, msgs, max_tokens=self.cfg.max_tokens),
+        (a1, u1, answer), (a2, u2) = await asyncio.gather(
+            self._tier1(client, msgs),
             self._chat(client, self.cfg.tier2_model, msgs, max_tokens=self.cfg.max_tokens),
         )
         (v1, j1), (v2, j2) = await asyncio.gather(self._verdict(client, text, a1, a2), self._verdict(client, text, a2, a1))
@@ -133,6 +151,7 @@ class Labeler:
                 "tier1": u1.get("total_tokens", 0), "tier2": u2.get("total_tokens", 0),
                 "judge": j1.get("total_tokens", 0) + j2.get("total_tokens", 0),
             },
+            **answer,
         )  # fmt: skip
         return out
 
@@ -162,6 +181,20 @@ class Labeler:
 
                 await asyncio.gather(*(one(r, t) for r, t in todo))
         return report
+
+
+def answer_fields(text: str, choice: dict) -> dict[str, Any]:
+    """``answer`` and, when the chat ``choice`` carries them, ``answer_logprobs`` (rounded to 4 places; a
+    non-finite one as -100, the floor the verifier's features use) and ``answer_tokens``."""
+    content = (choice.get("logprobs") or {}).get("content") or []
+    if not content:
+        return {"answer": text}
+    lps = [float(t["logprob"]) for t in content]
+    return {
+        "answer": text,
+        "answer_logprobs": [round(x, 4) if math.isfinite(x) and x > -100 else -100.0 for x in lps],
+        "answer_tokens": [str(t.get("token", "")) for t in content],
+    }
 
 
 def done_ids(output: Path) -> set[str]:
