@@ -12,7 +12,6 @@ import json
 import time
 
 import httpx
-import numpy as np
 import pytest
 from common import free_port, local_args
 
@@ -49,7 +48,7 @@ def write_verifier(path, args) -> str:
 def cascade_args(verifier: str, mode: str = "cascade", stream: str = "buffer") -> dict:
     args = local_args()
     args["routing"] = {"mode": mode, "cascade": {"verifier": verifier, "stream": stream, "early_tokens": 2, "max_tier1_tokens": CAP, "direct_quantile": 0.0}}
-    args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": True, "tier_timeout_s": 30}
+    args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": True, "tier_timeout_s": 8}
     args["auth"] = {"keys_env": ENV}
     return args
 
@@ -219,4 +218,4 @@ def test_tier1_down_falls_back_to_tier2(graph):
     assert r.status_code == 200, r.text
     t = r.json()["tierroute"]
     assert t["tier"] == 2 and t["reason"] == "fallback" and t["fallback"]["from_tier"] == 1 and t["path"] == "escalated"
-    assert np.isclose(float(r.headers["x-tierroute-tier"]), 2)
+    assert r.headers["x-tierroute-tier"] == "2" and r.headers["x-tierroute-escalation"] == "tier1-failed"
