@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from bench_cascade import add_ingress
 from common import free_port, local_args
 
 from app.serve.local import local_graph
@@ -53,18 +54,6 @@ def cascade_args(verifier: str, mode: str = "cascade", stream: str = "buffer") -
     return args
 
 
-def add_ingress(args: dict, name: str, prefix: str) -> None:
-    """Another application: an ingress of ``args`` over this graph's tier engines."""
-    from ray import serve
-
-    from app.serve.graph import app_config, ingress_app
-
-    deps = serve.status().applications[APP].deployments
-    tier = {t: serve.get_deployment_handle(next(d for d in deps if d.startswith(f"Tier{t}:")), APP) for t in (1, 2)}
-    cfg, _ = app_config(args)
-    serve.run(ingress_app(cfg, tier[1], tier[2]), name=name, route_prefix=prefix)
-
-
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
     import os
@@ -76,8 +65,8 @@ def graph(tmp_path_factory):
     args = cascade_args(verifier)
     try:
         with local_graph(args, name=APP, **metrics) as url, httpx.Client(base_url=url, timeout=180, headers=auth()) as client:
-            add_ingress(cascade_args(verifier, stream="early"), "cascade-early", "/early")
-            add_ingress(cascade_args(verifier, mode="cascade_routing"), "cascade-direct", "/direct")
+            add_ingress(cascade_args(verifier, stream="early"), APP, "cascade-early", "/early")
+            add_ingress(cascade_args(verifier, mode="cascade_routing"), APP, "cascade-direct", "/direct")
             yield client, args, mport
     finally:
         os.environ.pop(ENV, None)
