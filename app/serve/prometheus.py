@@ -30,7 +30,7 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
         "and outcome (made, or why not: over-cap, fallback)", ("kind", "cause", "outcome"), None,
     ),
     "tierroute_verifier_score": ("histogram", "Verifier score of tier 1's answers (P(tier 2 does better))", ("kind",), SCORE_BOUNDARIES),
-    "tierroute_escalated_tier1_tokens": ("counter", "Tokens tier 1 spent on requests then escalated (in the cost too)", ("direction",), None),
+    "tierroute_escalation_tokens": ("counter", "Tokens tier 1 spent on requests then escalated (in the cost too)", ("direction",), None),
     "tierroute_shadow_outcomes": (
         "counter", "Shadow-judged requests by the tier they were routed to and the verdict (tier1_suffices|tier2_needed)",
         ("routed_tier", "verdict"), None,
@@ -44,7 +44,7 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
     ),
 }
 # the cascade's metrics: exported once a cascade mode serves a request (none in route mode)
-CASCADE_METRICS = {n: METRICS[n][0] for n in ("tierroute_cascade_paths", "tierroute_escalations", "tierroute_verifier_score", "tierroute_escalated_tier1_tokens")}
+CASCADE_METRICS = {n: METRICS[n][0] for n in ("tierroute_cascade_paths", "tierroute_escalations", "tierroute_verifier_score", "tierroute_escalation_tokens")}
 
 
 class Metrics:
@@ -105,8 +105,8 @@ class Metrics:
             self._inc("tierroute_escalations", kind=kind, cause=served.escalation, outcome=outcome)
         if served.tier1_usage:
             tin, tout = self.tokens(1, served.tier1_usage, baseline=False)
-            self._inc("tierroute_escalated_tier1_tokens", tin, direction="in")
-            self._inc("tierroute_escalated_tier1_tokens", tout, direction="out")
+            self._inc("tierroute_escalation_tokens", tin, direction="in")
+            self._inc("tierroute_escalation_tokens", tout, direction="out")
 
     def tokens(self, tier: int, usage: dict | None, baseline: bool = True) -> tuple[int, int]:
         """Count ``usage`` on ``tier`` and its cost; ``baseline``: also its cost as if tier 2 had served it."""
