@@ -29,13 +29,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
+from app.routing.router import Decision
 from app.serve import errors
 from app.serve.auth import Key, KeyQuota, KeyRing
 from app.serve.cascade import cascade_of
 from app.serve.config import AppConfig, IngressConfig
 from app.serve.decision_log import log_decision
 from app.serve.errors import APIError, request_id
-from app.routing.router import Decision
 from app.serve.fallback import Fallback, TierFailure, other_tier
 from app.serve.prometheus import Metrics
 from app.serve.ray_llm import ModelCard, ModelList
@@ -282,7 +282,8 @@ class Ingress:
 
     async def _route_only(self, parsed: ParsedRequest, a: Admitted) -> JSONResponse:
         """``/v1/route``: the decision alone."""
-        d = await self.router_service.route(parsed.text, alone=self.active <= 1)
+        direct = self.direct_threshold if self.cfg.routing.mode == "cascade_routing" else None  # tier 2 = direct
+        d = await self.router_service.route(parsed.text, alone=self.active <= 1, threshold=direct)
         served = Served.as_decided(d, self.tiers.model[d.tier], a.key.name if a.key else None)
         body = {"model": served.model, "reason": served.reason, **d.model_dump()}
         state = self.router_service.controller_state() or (self.cascade.controller_state() if self.cascade else None)
