@@ -9,7 +9,8 @@ and of 0 (always escalated: the cost of an escalation). Requests go one at a tim
 Printed, as p50 over all requests (and one JSON line):
   * unary: the plain tier-1 call (the request names tier 1's model, route mode) against the same request
     cascaded and accepted; the added ms and the ratio (what the cascade adds when tier 1's answer stands:
-    log-probabilities, the verifier, the response re-shaped);
+    log-probabilities, the verifier, the response re-shaped), and the plain call asked with log-probabilities
+    (the engine's part of that);
   * the verifier alone, in process (the shipped artifact's Verifier.verdict on tier 1's answers);
   * streams: time to first content token and to the end, for route (tier 1), cascade buffer / early
     accepted, cascade buffer / early escalated, and tier 2 alone (bypass).
@@ -100,7 +101,11 @@ def verifier_alone(answers: list[tuple[str, str]]) -> float:
 
 def run(url: str, opts) -> dict:
     tier1, tier2 = local_args()["tier1"]["model_id"], local_args()["tier2"]["model_id"]
-    unary_variants = {"plain tier 1": ("/v1/chat/completions", tier1), "cascade accepted": ("/accept-buffer/v1/chat/completions", "auto")}
+    unary_variants = {
+        "plain tier 1": ("/v1/chat/completions", tier1),
+        "plain tier 1 + logprobs": ("/v1/chat/completions", tier1),  # the engine's part of the cascade's cost
+        "cascade accepted": ("/accept-buffer/v1/chat/completions", "auto"),
+    }
     stream_variants = {
         "route (tier 1)": ("/v1/chat/completions", "auto"),
         "buffer accepted": ("/accept-buffer/v1/chat/completions", "auto"),
@@ -121,7 +126,7 @@ def run(url: str, opts) -> dict:
             for i in range(opts.requests):
                 prompt = prompts[i % len(prompts)]
                 for k, (path, model) in unary_variants.items():
-                    ms, b = unary(client, path, body(model, prompt, opts.max_tokens, False))
+                    ms, b = unary(client, path, {**body(model, prompt, opts.max_tokens, False), "logprobs": k.endswith("logprobs")})
                     lat[k].append(ms)
                     if k == "cascade accepted":
                         assert b["tierroute"]["path"] == "tier1", b["tierroute"]
@@ -136,6 +141,7 @@ def run(url: str, opts) -> dict:
         "unary_p50_ms": {k: p50(v) for k, v in lat.items()},
         "cascade_added_ms": round(casc - plain, 1),
         "cascade_ratio": round(casc / plain, 3),
+        "logprobs_added_ms": round(p50(lat["plain tier 1 + logprobs"]) - plain, 1),
         "verifier_alone_us": round(verifier_alone(answers[: 2 * len(prompts)]), 1),
         "ttft_p50_ms": {k: p50(v) for k, v in ttft.items()},
         "end_p50_ms": {k: p50(v) for k, v in total.items()},
@@ -164,7 +170,8 @@ def main() -> None:
     out["cpu"], out["load_avg_1m"] = cpu, round(os.getloadavg()[0], 2)
     print(f"CPU: {cpu}; load average {out['load_avg_1m']}; {out['requests_per_variant']} requests per variant, max_tokens {opts.max_tokens}")
     print(f"unary p50: plain tier 1 {out['unary_p50_ms']['plain tier 1']} ms, cascaded and accepted {out['unary_p50_ms']['cascade accepted']} ms:"
-          f" +{out['cascade_added_ms']} ms, ratio {out['cascade_ratio']}; the verifier alone {out['verifier_alone_us']} µs")  # fmt: skip
+          f" +{out['cascade_added_ms']} ms, ratio {out['cascade_ratio']}; of which the engine's log-probabilities"
+          f" +{out['logprobs_added_ms']} ms (plain tier 1 asked with logprobs); the verifier alone {out['verifier_alone_us']} µs")  # fmt: skip
     print(f"{'stream':<20} {'TTFT p50 ms':>12} {'end p50 ms':>12}")
     for k in out["ttft_p50_ms"]:
         print(f"{k:<20} {out['ttft_p50_ms'][k]:>12} {out['end_p50_ms'][k]:>12}")
