@@ -54,6 +54,9 @@ class Judge:
         artifact = load_verifier(c.verifier)
         if artifact.embedder is not None and embedder_id is not None and artifact.embedder.model_id != embedder_id:
             raise ValueError(f"routing.cascade.verifier: embeds with {artifact.embedder.model_id}, the router with {embedder_id}")
+        if (artifact.pair.tier1, artifact.pair.tier2) != (cfg.tier1.model_id, cfg.tier2.model_id):
+            logger.warning("the verifier was fitted for %s -> %s; the tiers are %s -> %s (docs/cascade.md)",
+                           artifact.pair.tier1, artifact.pair.tier2, cfg.tier1.model_id, cfg.tier2.model_id)  # fmt: skip
         self.verifier = Verifier(artifact, c.threshold)
         self.controller = ShareController(cfg.controller, self.verifier.threshold) if cfg.controller.enabled else None
         self._embed = embed
