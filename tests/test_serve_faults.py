@@ -17,7 +17,7 @@ from common import free_port, local_args
 from conftest import openai_error
 
 from app.serve.local import local_graph
-from app.serve.prometheus import METRICS
+from app.serve.prometheus import CASCADE_METRICS, METRICS
 
 pytestmark = pytest.mark.serve
 
@@ -253,7 +253,7 @@ def test_label_against_the_graph_resumes_after_being_killed_halfway(graph, tmp_p
 def test_metrics_are_exported_to_prometheus(graph):
     client, _, mport = graph
     want = {f"ray_{n}_total" if t == "counter" else f"ray_{n}_bucket" for n, (t, *_) in METRICS.items()
-            if n not in ("tierroute_fallbacks", "tierroute_router_llm") and not n.startswith("tierroute_shadow")}  # fmt: skip
+            if n not in ("tierroute_fallbacks", "tierroute_router_llm", *CASCADE_METRICS) and not n.startswith("tierroute_shadow")}  # fmt: skip
     text, end = "", time.monotonic() + 90
     while time.monotonic() < end:
         text = httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=10).text

@@ -1,7 +1,8 @@
 """One structured JSON log line per served request (logger ``tierroute.decisions``).
 
 Fields: request id, key name, tier, reason, fallback, score, kind, signals, router and tier
-latency, tokens. The scored text only with ``ingress.log_prompts``; keys never (only their names).
+latency, tokens; the cascade's path, verifier score, threshold and kind, escalation cause and the
+tokens tier 1 spent on an escalated request. The scored text only with ``ingress.log_prompts``; keys never (only their names).
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ def decision_line(rid: str, served, tier_latency_ms: float | None, usage: dict |
         "prompt_tokens": (usage or {}).get("prompt_tokens"),
         "completion_tokens": (usage or {}).get("completion_tokens"),
     }
+    v = served.verdict
+    line.update(
+        path=served.path,
+        verifier_score=None if v is None else round(v.score, 6),
+        verifier_threshold=None if v is None else round(v.threshold, 6),
+        verifier_kind=None if v is None else v.kind,
+        escalation=served.escalation,
+        tier1_tokens=None if served.tier1_usage is None else int(served.tier1_usage.get("completion_tokens") or 0),
+    )
     if text is not None:
         line["prompt"] = text
     return json.dumps(line, separators=(",", ":"))

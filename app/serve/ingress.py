@@ -11,7 +11,8 @@ by its endpoint's one parse step (:mod:`app.serve.requests`) -> the decision
 response shaped by :mod:`app.serve.responses`. Errors in OpenAI's shape: :mod:`app.serve.errors`;
 API keys and per-key limits: :mod:`app.serve.auth`; Prometheus metrics: :mod:`app.serve.prometheus`;
 one JSON line per decision: :mod:`app.serve.decision_log`; shadow evaluation of a sampled share of
-routed requests, off the response path: :mod:`app.serve.shadow`.
+routed requests, off the response path: :mod:`app.serve.shadow`. In the cascade modes
+(``routing.mode``), a routed request tier 1 is to answer first goes through :mod:`app.serve.cascade`.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
+from app.routing.router import Decision
 from app.serve import errors
 from app.serve.auth import Key, KeyQuota, KeyRing
+from app.serve.cascade import cascade_of
 from app.serve.config import AppConfig, IngressConfig
 from app.serve.decision_log import log_decision
 from app.serve.errors import APIError, request_id
@@ -37,7 +40,7 @@ from app.serve.fallback import Fallback, TierFailure, other_tier
 from app.serve.prometheus import Metrics
 from app.serve.ray_llm import ModelCard, ModelList
 from app.serve.requests import ParsedRequest, parse_chat, parse_completions, parse_route, read_json, timeout_of
-from app.serve.responses import Served, bypass, decision_headers, routed_field, tag_sse
+from app.serve.responses import CASCADE_SCORER, Served, bypass, decision_headers, routed_field, tag_sse
 from app.serve.router_service import router_service
 from app.serve.shadow import OutcomeLog, Shadow
 from app.serve.tiers import Tiers
@@ -120,6 +123,8 @@ class Ingress:
         self.quotas = {k.name: KeyQuota(k.limits) for k in loaded}
         self.metrics = Metrics(self.cfg.metrics)
         self.shadow = shadow_of(self.cfg, self.tiers, self.metrics)
+        self.cascade = cascade_of(self, self.cfg)  # None in route mode
+        self.direct_threshold = self.cascade.direct_threshold if self.cascade else None
         self.active = 0  # requests in this replica now (a stream until its end): one alone skips the batch queue
 
     # --- the steps of a request ----------------------------------------------
@@ -169,28 +174,44 @@ class Ingress:
         parsed = parse(await read_json(request, ing.max_body_bytes, ing.max_json_depth), ing, self.tiers.by_model)
         if parsed.endpoint == "route":
             return await self._route_only(parsed, a)
-        served = await self._assign(parsed, a.key)
+        cascading = self.cascade is not None and parsed.target is None and self.cascade.wanted(request)
+        served = await self._assign(parsed, a.key, cascading)
+        if served.path == "cascade":
+            return await self.cascade.serve(parsed, served, request, a)
         return await self._forward(parsed, served, request, a)
 
-    async def _assign(self, parsed: ParsedRequest, key: Key | None) -> Served:
-        """Which tier serves ``parsed``: its target, else the router's decision; a key's tier-2 cap may move it."""
-        if parsed.target is None:
-            d = await self.router_service.route(parsed.text, alone=self.active <= 1)
-        else:
-            d = bypass(parsed.target, self.router_service.threshold)
+    async def _decide(self, parsed: ParsedRequest, cascading: bool) -> Decision:
+        """The pre-generation decision: bypass (a tier's model named), none (cascade mode), or the router's
+        (cascade_routing: tier 2 only at or above its direct threshold)."""
+        if parsed.target is not None:
+            return bypass(parsed.target, self.router_service.threshold)
+        if not cascading:
+            return await self.router_service.route(parsed.text, alone=self.active <= 1)
+        if self.cfg.routing.mode == "cascade":
+            return Decision(tier=1, complexity_score=0.0, confidence=0.0, threshold=1.0, scorer=CASCADE_SCORER, signals={})
+        return await self.router_service.route(parsed.text, alone=self.active <= 1, threshold=self.direct_threshold)
+
+    async def _assign(self, parsed: ParsedRequest, key: Key | None, cascading: bool = False) -> Served:
+        """Which tier serves ``parsed``: its target, else the router's decision; a key's tier-2 cap may move it.
+        A cascaded request tier 1 answers first has path ``cascade`` (its cap is counted by the cascade)."""
+        d = await self._decide(parsed, cascading)
         served = Served.as_decided(d, self.tiers.model[d.tier], key.name if key else None)
-        if key is not None and served.reason == "routed":
+        if cascading and served.reason == "routed":
+            served.path = "direct" if d.tier == 2 else "cascade"
+        if key is not None and served.reason == "routed" and served.path != "cascade":
             tier, capped = self.quotas[key.name].cap(served.tier)
             if capped:
                 served.moved(tier, self.tiers.model[tier], "over-cap")
+                served.path = "routed"
         return served
 
-    async def _call(self, served: Served, parsed: ParsedRequest, request: Request):
-        """One attempt on ``served.tier``: the body (unary) or (first chunks, the rest) (stream), and the latency."""
+    async def _call(self, served: Served, parsed: ParsedRequest, request: Request, timeout: float | None = None):
+        """One attempt on ``served.tier`` (within ``timeout``, default ``fallback.tier_timeout_s``): the body
+        (unary) or (first chunks, the rest) (stream), and the latency."""
         req, tier = parsed.engine_request, served.tier
         req.model = self.tiers.model[tier]
         t0 = time.perf_counter()
-        timeout = self.cfg.fallback.tier_timeout_s
+        timeout = self.cfg.fallback.tier_timeout_s if timeout is None else timeout
         if req.stream:
             out = await self.tiers.stream(tier, parsed.endpoint, req, request, timeout)
         else:
@@ -224,6 +245,10 @@ class Ingress:
         shadowed = self.shadow is not None and parsed.messages is not None and served.reason == "routed" and self.shadow.sampled()
         out, tier_ms = await self._call_or_fall_back(served, parsed, request, a.rid)
         shadowed = shadowed and served.reason == "routed"  # not when the decided tier failed and the other one served
+        return self._respond(parsed, served, out, tier_ms, a, shadowed)
+
+    def _respond(self, parsed: ParsedRequest, served: Served, out, tier_ms: float, a: Admitted, shadowed: bool) -> Response:
+        """A tier's answer (a body, or a stream's first chunks and the rest) tagged with how it was served."""
         if parsed.engine_request.stream:
             return self._stream_response(parsed, served, out, tier_ms, a, shadowed)
         body = out.model_dump(mode="json")
@@ -257,10 +282,12 @@ class Ingress:
 
     async def _route_only(self, parsed: ParsedRequest, a: Admitted) -> JSONResponse:
         """``/v1/route``: the decision alone."""
-        d = await self.router_service.route(parsed.text, alone=self.active <= 1)
+        direct = self.direct_threshold if self.cfg.routing.mode == "cascade_routing" else None  # tier 2 = direct
+        d = await self.router_service.route(parsed.text, alone=self.active <= 1, threshold=direct)
         served = Served.as_decided(d, self.tiers.model[d.tier], a.key.name if a.key else None)
         body = {"model": served.model, "reason": served.reason, **d.model_dump()}
-        if (state := self.router_service.controller_state()) is not None:
+        state = self.router_service.controller_state() or (self.cascade.controller_state() if self.cascade else None)
+        if state is not None:
             body["controller"] = state
         return JSONResponse(body, headers=decision_headers(served))
 

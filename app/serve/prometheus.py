@@ -24,6 +24,13 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
     "tierroute_router_llm": ("counter", "Router-LLM consultations and fallbacks to the embedding score", ("outcome",), None),
     "tierroute_tokens": ("counter", "Tokens per tier, prompt (in) and completion (out)", ("tier", "direction"), None),
     "tierroute_cost": ("counter", "Estimated cost of served requests, and of the same tokens all on tier 2", ("basis",), None),
+    "tierroute_cascade_paths": ("counter", "Cascade-mode requests by path (tier1, escalated, direct; not counted: routed)", ("path",), None),
+    "tierroute_escalations": (
+        "counter", "Escalations wanted after tier 1's answer, by verifier kind, cause (verifier, length, degraded, tier1-failed) "
+        "and outcome (made, or why not: over-cap, fallback)", ("kind", "cause", "outcome"), None,
+    ),
+    "tierroute_verifier_score": ("histogram", "Verifier score of tier 1's answers (P(tier 2 does better))", ("kind",), SCORE_BOUNDARIES),
+    "tierroute_escalation_tokens": ("counter", "Tokens tier 1 spent on requests then escalated (in the cost too)", ("direction",), None),
     "tierroute_shadow_outcomes": (
         "counter", "Shadow-judged requests by the tier they were routed to and the verdict (tier1_suffices|tier2_needed)",
         ("routed_tier", "verdict"), None,
@@ -36,6 +43,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
         ("estimate",), None,
     ),
 }
+# the cascade's metrics: exported once a cascade mode serves a request (none in route mode)
+CASCADE_METRICS = {n: METRICS[n][0] for n in ("tierroute_cascade_paths", "tierroute_escalations", "tierroute_verifier_score", "tierroute_escalation_tokens")}
 
 
 class Metrics:
@@ -80,17 +89,38 @@ class Metrics:
         if tier_latency_ms is not None:
             self._observe("tierroute_tier_latency_ms", tier_latency_ms, tier=served.tier)
         self.tokens(served.tier, usage)
+        self.cascaded(served)
 
-    def tokens(self, tier: int, usage: dict | None) -> None:
-        if not usage:
+    def cascaded(self, served) -> None:
+        """The cascade's part: path, verifier score, escalation, and tier 1's tokens on an escalated request
+        (in the served cost, not in the all-tier-2 baseline: savings net of them)."""
+        if served.path == "routed":  # not cascaded (every request in route mode): nothing more to count
             return
+        self._inc("tierroute_cascade_paths", path=served.path)
+        kind = served.verdict.kind if served.verdict is not None else "none"
+        if served.verdict is not None:
+            self._observe("tierroute_verifier_score", served.verdict.score, kind=kind)
+        if served.escalation is not None:
+            outcome = "made" if served.path == "escalated" else served.reason
+            self._inc("tierroute_escalations", kind=kind, cause=served.escalation, outcome=outcome)
+        if served.tier1_usage:
+            tin, tout = self.tokens(1, served.tier1_usage, baseline=False)
+            self._inc("tierroute_escalation_tokens", tin, direction="in")
+            self._inc("tierroute_escalation_tokens", tout, direction="out")
+
+    def tokens(self, tier: int, usage: dict | None, baseline: bool = True) -> tuple[int, int]:
+        """Count ``usage`` on ``tier`` and its cost; ``baseline``: also its cost as if tier 2 had served it."""
+        if not usage:
+            return 0, 0
         tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         self._inc("tierroute_tokens", tin, tier=tier, direction="in")
         self._inc("tierroute_tokens", tout, tier=tier, direction="out")
         price = self.spec.tier1_price if tier == 1 else self.spec.tier2_price
         big = self.spec.tier2_price
         self._inc("tierroute_cost", (tin * price.input_per_mtok + tout * price.output_per_mtok) / 1e6, basis="served")
-        self._inc("tierroute_cost", (tin * big.input_per_mtok + tout * big.output_per_mtok) / 1e6, basis="all_tier2")
+        if baseline:
+            self._inc("tierroute_cost", (tin * big.input_per_mtok + tout * big.output_per_mtok) / 1e6, basis="all_tier2")
+        return tin, tout
 
     def shadow(self, event: str, **tags) -> None:
         """The shadow evaluator's events (:class:`app.serve.shadow.Shadow` calls this)."""

@@ -1,7 +1,8 @@
 """How a response says it was routed, without Ray: :class:`Served` and its shaping of answers.
 
 * :class:`Served` -- the router's decision and what the ingress made of it; its ``reason`` (routed,
-  bypass, degraded, fallback, over-cap) is derived here and only here (:meth:`Served.as_decided`);
+  bypass, degraded, fallback, over-cap) is derived here and only here (:meth:`Served.as_decided`), its
+  ``path`` (routed, tier1, escalated, direct: :data:`PATHS`) and, for a cascaded request, the verifier's verdict;
 * :func:`bypass` -- the decision of a request that named a tier's model;
 * :func:`decision_headers`, :func:`routed_field` -- the ``x-tierroute-*`` headers and the ``tierroute``
   body field; :func:`tag_sse` -- an engine's stream relayed with that field on its first chunk.
@@ -24,6 +25,11 @@ from app.serve.fallback import Fallback
 logger = logging.getLogger("tierroute.ingress")
 
 UNSCORED = ("bypass", "degraded")  # decisions made without scoring: their scorer is the reason
+CASCADE_SCORER = "cascade"  # cascade mode: no pre-generation score, tier 1 first (reason routed)
+# routed: not cascaded (route mode, opt-out, bypass, degraded); tier1: tier 1's answer after the verifier
+# (accepted, or kept because the escalation was not made); escalated: tier 2 answered after tier 1;
+# direct: cascade_routing sent it straight to tier 2; "cascade" only while tier 1 has not answered yet
+PATHS = ("routed", "tier1", "escalated", "direct")
 
 
 def bypass(tier: int, threshold: float) -> Decision:
@@ -46,17 +52,21 @@ class Served:
     reason: str
     fallback: Fallback | None = None
     key: str | None = None
+    path: str = "routed"
+    verdict: Any = None  # app.verification.Verdict of tier 1's answer (cascade paths)
+    escalation: str | None = None  # why tier 2 was wanted after tier 1: verifier, length, tier1-failed
+    tier1_usage: dict | None = None  # tier 1's usage on an escalated request (its tokens are spent)
 
     @property
     def scored(self) -> bool:
         """The decision came from scoring the request (also when another tier then served it)."""
-        return self.decision.scorer not in UNSCORED
+        return self.decision.scorer not in UNSCORED + (CASCADE_SCORER,)
 
     @classmethod
     def as_decided(cls, d: Decision, model: str, key: str | None = None) -> "Served":
         """Served by the tier ``d`` names: reason ``bypass`` or ``degraded`` where its scorer says so, else ``routed``."""
         served = cls(d, d.tier, model, "routed", key=key)
-        if not served.scored:
+        if d.scorer in UNSCORED:
             served.reason = d.scorer
         return served
 
@@ -77,7 +87,24 @@ def decision_headers(s: Served) -> dict[str, str]:
     }
     if s.fallback is not None:
         h["x-tierroute-fallback"] = s.fallback.header()
+    h["x-tierroute-path"] = s.path
+    if s.verdict is not None:
+        h["x-tierroute-verifier-score"] = f"{s.verdict.score:.4f}"
+    if s.escalation is not None:
+        h["x-tierroute-escalation"] = s.escalation
     return h
+
+
+def tier1_tokens(s: Served) -> int | None:
+    """Completion tokens tier 1 spent on a request tier 2 then answered (None otherwise)."""
+    return None if s.tier1_usage is None else int(s.tier1_usage.get("completion_tokens") or 0)
+
+
+def cascade_field(s: Served) -> dict[str, Any]:
+    """The cascade part of the ``tierroute`` field: path, the verifier's verdict, tier-1 tokens spent."""
+    v = s.verdict
+    verifier = None if v is None else {"score": round(v.score, 6), "threshold": round(v.threshold, 6), "kind": v.kind}
+    return {"path": s.path, "verifier": verifier, "escalation": s.escalation, "tier1_tokens": tier1_tokens(s)}
 
 
 def routed_field(s: Served) -> dict[str, Any]:
@@ -90,6 +117,7 @@ def routed_field(s: Served) -> dict[str, Any]:
         "fallback": s.fallback.field() if s.fallback else None,
         "decided_tier": d.tier,
         **d.model_dump(exclude={"tier"}),
+        **cascade_field(s),
     }
 
 

@@ -84,6 +84,11 @@ class RouterService:
         self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     @property
+    def embed(self) -> Embed:
+        """The embed function (in process or the Embedder deployment); the cascade's verifier embeds with it too."""
+        return self._embed
+
+    @property
     def threshold(self) -> float:
         """The threshold the next decision uses: the share controller's when it runs, else the artifact's."""
         return self.controller.threshold if self.controller else self.router.threshold
@@ -171,7 +176,8 @@ def router_service(cfg: AppConfig, embedder=None, router_llm=None) -> RouterServ
     llm_cfg = cfg.router_llm
     rate = RouterLLMRater(router_llm.chat_once, llm_cfg.model_id) if router_llm is not None and llm_cfg and llm_cfg.enabled else None
     e = cfg.embedder
-    controller = ShareController(cfg.controller, router.threshold) if cfg.controller.enabled else None
+    # in the cascade modes the share controller holds the escalation share instead (app.serve.cascade)
+    controller = ShareController(cfg.controller, router.threshold) if cfg.controller.enabled and cfg.routing.mode == "route" else None
     return RouterService(
         router, embed, rate, llm_cfg.timeout_s if llm_cfg else 0.0, e.max_batch_size, e.batch_wait_timeout_s, controller, cfg.ingress.degraded_tier
     )
