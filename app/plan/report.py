@@ -73,12 +73,46 @@ def text(plan: dict) -> str:
         rows += [("routed", r["sim"]["all"]), ("  tier 1", r["sim"]["tier1"]), ("  tier 2", r["sim"]["tier2"])]
     if b["sim"]:
         rows.append(("all-large", b["sim"]["all"]))
-    for name, s in rows:
-        out.append(
-            f"  {name:<16} {_s(s['ttft_p50']):>9} {_s(s['ttft_p95']):>8} {_s(s['ttft_p99']):>8}   {_s(s['e2e_p50']):>8} "
-            f"{_s(s['e2e_p95']):>8} {_s(s['e2e_p99']):>8}   {_s(s['tpot_p50']):>8} {_s(s['tpot_p99']):>8}  {s['unfinished']}/{s['requests']}"
-        )
+    c = plan.get("cascade")
+    if c and c["sim"]:
+        label = "cascade" if c["mode"] == "cascade" else "casc.routing"
+        rows += [(label, c["sim"]["all"])] + [(f"  {p}", c["sim"][p]) for p in ("tier1", "direct", "escalated") if c["sim"][p]["requests"]]
+    out += [_latency_row(name, s) for name, s in rows]
+    if c:
+        out += ["", *cascade_lines(plan)]
     return "\n".join(out)
+
+
+def _latency_row(name: str, s: dict) -> str:
+    return (
+        f"  {name:<16} {_s(s['ttft_p50']):>9} {_s(s['ttft_p95']):>8} {_s(s['ttft_p99']):>8}   {_s(s['e2e_p50']):>8} "
+        f"{_s(s['e2e_p95']):>8} {_s(s['e2e_p99']):>8}   {_s(s['tpot_p50']):>8} {_s(s['tpot_p99']):>8}  {s['unfinished']}/{s['requests']}"
+    )
+
+
+def cascade_lines(plan: dict) -> list[str]:
+    """Route vs cascade at the given shares: requests each tier serves, nodes, cost."""
+    c, r, sc = plan["cascade"], plan["routed"], plan["scenario"]
+    ld = c["loads"]
+    share = f"escalation share {100 * c['escalation_share']:.1f}% of tier 1's answers"
+    if c["mode"] == "cascade_routing":
+        share = f"direct share {100 * c['direct_share']:.1f}%, " + share
+    out = [
+        f"Route vs {c['mode']} ({share}; shares are inputs, not predictions)",
+        f"  per request: routed tier 1 {1 - sc['tier2_share']:.3f} + tier 2 {sc['tier2_share']:.3f}; "
+        f"{c['mode']} tier 1 {ld['tier1']:.3f} + tier 2 {ld['tier2']:.3f} (direct {ld['direct']:.3f}, escalated {ld['escalated']:.3f})",
+        f"  tier-1 tokens spent on escalated requests: {c['tier1_tokens_on_escalated_per_request']:g} per request on average",
+        _tier_line(f"{c['mode']}: tier 1", c["tier1"]),
+        _tier_line(f"{c['mode']}: tier 2", c["tier2"]),
+        f"  {'totals (with router)':<22} routed {_usd(r['monthly_usd'])}/month, {c['mode']} {_usd(c['monthly_usd'])}/month "
+        f"({_usd_k(c['per_1k_requests_usd'])} per 1k requests), all tier 2 {_usd(plan['all_large']['monthly_usd'])}/month; "
+        f"{c['mode']} saves {_pct(c['saving_vs_all_large'])} vs all tier 2",
+    ]
+    return out
+
+
+def _usd_k(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"${x:.3f}"
 
 
 def _pct(x: float) -> str:
