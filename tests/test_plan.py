@@ -433,3 +433,4 @@ def test_cli_plans_the_cascade_beside_the_routed_topology(tmp_path, capsys):
     assert len(plan["curves"]["cascade"]["cost_vs_share"]) == 2 and png.read_bytes()[:4] == b"\x89PNG"
     text = capsys.readouterr().out
     assert "Route vs cascade" in text and "escalated" in text
+    assert ("client-side ttft p99 of the cascade" in text) == (s["all"]["ttft_p99"] > 1.0)  # small_config: ttft_s 1.0

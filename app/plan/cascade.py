@@ -124,7 +124,8 @@ def _delay(planner):
 
 
 def cascade_curves(planner, result: dict) -> dict:
-    """Cost vs escalation share (each sized on the cascade's engines) and the percentile vs load at the plan's sizes."""
+    """Cost vs escalation share (each sized on the cascade's engines and confirmed) and the percentile vs load at the
+    plan's sizes."""
     cfg, peak, pc, c = planner.cfg, planner.cfg.traffic.peak_rps, planner.cfg.plot, result["cascade"]
     fits = {t: next(f for f in planner.fits[t] if f.node == c[f"tier{t}"]["node"] and f.tp == c[f"tier{t}"]["tp"]) for t in (1, 2)}
     cost, lat = [], []
@@ -134,6 +135,9 @@ def cascade_curves(planner, result: dict) -> dict:
         s1, _ = planner.size(1, peak * ld.tier1, True, [fits[1]], pc.seconds)
         s2, _ = planner.size(2, peak * ld.tier2, True, [fits[2]], pc.seconds)
         ok = s1.feasible and s2.feasible
+        if ok:  # confirmed on the whole cascade, as the routed curve's points are
+            w = cascade_workload(peak, seconds, cfg.sim.warmup_s, cfg.sim.seed + 100, ld, planner.inp.prompt, planner.inp.output, _delay(planner))
+            planner.confirm(w, {t: x for t, x in ((1, s1), (2, s2)) if x.replicas})
         usd = s1.monthly_usd + s2.monthly_usd + planner.router_monthly() if ok else float("nan")
         cost.append({"escalation_share": e, "tier2_share": ld.answered_by_tier2, "monthly_usd": usd})
     ld = loads(c["mode"], 0.0, c["escalation_share"], c["direct_share"])

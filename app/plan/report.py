@@ -108,6 +108,16 @@ def cascade_lines(plan: dict) -> list[str]:
         f"({_usd_k(c['per_1k_requests_usd'])} per 1k requests), all tier 2 {_usd(plan['all_large']['monthly_usd'])}/month; "
         f"{c['mode']} saves {_pct(c['saving_vs_all_large'])} vs all tier 2",
     ]
+    slo, sim = sc["slo"], c["sim"]
+    col = "p99" if slo["percentile"] >= 99 else "p95"  # of the table's columns, the nearest below the objective's
+    for k, bound in (("ttft", slo["ttft_s"]), ("e2e", slo["e2e_s"])):
+        got = sim["all"][f"{k}_{col}"] if sim else None
+        if sim and sim["escalated"]["requests"] and bound is not None and got is not None and got > bound:
+            out.append(
+                f"  client-side {k} {col} of the cascade, {_s(got)}, is over the objective's {bound:g} s: escalated requests wait "
+                "for tier 1's whole answer (buffer mode) before tier 2 starts; replicas do not change that (each tier is sized "
+                "to the objective for its own part)"
+            )
     return out
 
 
