@@ -520,7 +520,7 @@ class FakeCascade(FakeTierroute):
 
 
 @pytest.mark.parametrize("in_body,stream", [(False, False), (True, True)], ids=["headers-unary", "body-stream"])
-def test_compare_with_cascade_runs_three_arms_and_counts_paths(mix_file, in_body, stream):
+def test_compare_with_cascade_runs_three_arms_and_counts_paths(mix_file, tmp_path, in_body, stream):
     fake = FakeCascade(in_body=in_body, delay1=0.005, delay2=0.04)
     c = cfg(mix_file, concurrencies="2", requests=20, compare=True, cascade=True, stream=stream)
     res = run_async(run_session(c, log=lambda m: None, transport=httpx.MockTransport(fake)))
@@ -546,6 +546,8 @@ def test_compare_with_cascade_runs_three_arms_and_counts_paths(mix_file, in_body
     assert "| cascade / all tier 2 |" in table and f"| escalated (cascade) |  |  | {100 * hard / 20:.1f}% |" in table
     text = text_report(res)
     assert "cascade/all-t2" in text and f"paths: escalated x{hard}, tier1 x{20 - hard}" in text
+    assert plot_results(res, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"  # three arms plot as two did
+    assert json.loads(write_json(res, tmp_path / "r.json").read_text())["comparison"][0]["cascade"]["paths"] == casc["paths"]
 
 
 def test_cascade_figures_count_only_successful_requests_that_reported_a_path():
