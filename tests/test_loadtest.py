@@ -127,6 +127,7 @@ def cfg(mix_file, **kw):
         ({"rates": "1", "tier2_model": "big"}, "--compare"),
         ({"route_capacity": True, "compare": True}, "--compare"),
         ({"route_capacity": True, "plot_out": "p.png"}, "--plot"),
+        ({"rates": "1", "cascade": True}, "--compare"),  # the cascade arm is one of --compare's
     ],
 )
 def test_config_errors_name_the_flag(mix_file, fields, flag):
@@ -477,3 +478,101 @@ def test_cpu_info_reads_model_and_bf16_flags():
     info = cpu_info(text)
     assert info["model"] == "AMD EPYC 9R14" and info["cores"] >= 1
     assert info["flags"]["avx512_bf16"] and not info["flags"]["amx_bf16"] and not info["flags"]["amx_tile"]
+
+
+# --- cascades: per-path figures, escalation share, tier-1 tokens spent ------------------------------------------------
+class FakeCascade(FakeTierroute):
+    """A tierroute ingress in a cascade mode: ``auto`` without the opt-out header goes to tier 1 first; 'hard'
+    prompts are escalated (tier 1's time, then tier 2's; 5 tier-1 tokens spent), the rest keep tier 1's answer.
+    With ``x-tierroute-cascade: off`` it routes as FakeTierroute. ``in_body``: the path in the body, not the headers."""
+
+    def __init__(self, in_body=False, **kw):
+        super().__init__(**kw)
+        self.in_body = in_body
+        self.opt_out: list[tuple[str, str | None]] = []
+
+    async def __call__(self, request):
+        if request.url.path != "/v1/chat/completions":
+            return await super().__call__(request)
+        body = json.loads(request.content)
+        off = request.headers.get("x-tierroute-cascade")
+        self.opt_out.append((body["model"], off))
+        if body["model"] != "auto" or off == "off":
+            return await super().__call__(request)
+        hard = "hard" in body["messages"][-1]["content"]
+        await asyncio.sleep(self.delay[1] + (self.delay[2] if hard else 0))
+        tier, path = (2, "escalated") if hard else (1, "tier1")
+        info = {"tier": tier, "path": path, "verifier_score": 0.9 if hard else 0.1, "tier1_tokens": 5 if hard else None}
+        usage = {"prompt_tokens": 7, "completion_tokens": self.tokens}
+        out = {"model": "m", "usage": usage, "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
+        headers = {"x-tierroute-tier": str(tier)}
+        if self.in_body:
+            out["tierroute"] = info
+        else:
+            headers.update({"x-tierroute-path": path, "x-tierroute-verifier-score": str(info["verifier_score"])})
+            if hard:
+                headers["x-tierroute-tier1-tokens"] = "5"
+        if body.get("stream"):
+            first = {"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}], **({"tierroute": info} if self.in_body else {})}
+            sse = f"data: {json.dumps(first)}\n\ndata: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n"
+            return httpx.Response(200, headers={**headers, "content-type": "text/event-stream"}, content=sse.encode())
+        return httpx.Response(200, headers=headers, json=out)
+
+
+@pytest.mark.parametrize("in_body,stream", [(False, False), (True, True)], ids=["headers-unary", "body-stream"])
+def test_compare_with_cascade_runs_three_arms_and_counts_paths(mix_file, tmp_path, in_body, stream):
+    fake = FakeCascade(in_body=in_body, delay1=0.005, delay2=0.04)
+    c = cfg(mix_file, concurrencies="2", requests=20, compare=True, cascade=True, stream=stream)
+    res = run_async(run_session(c, log=lambda m: None, transport=httpx.MockTransport(fake)))
+    assert res["arms"] == {"all-tier2": "tier2-large", "routed": "auto", "cascade": "auto"}
+    # the routed arm opts out of the cascade on every request; the cascade arm never does
+    assert {off for m, off in fake.opt_out[20:40]} == {"off"} and {off for m, off in fake.opt_out[40:]} == {None}
+    mix = load_mix(mix_file)
+    hard = sum("hard" in mix[i % len(mix)][-1]["content"] for i in range(20))
+    lv = res["levels"][0]["arms"]
+    casc, routed = lv["cascade"], lv["routed"]
+    assert casc["paths"] == {"escalated": hard, "tier1": 20 - hard} and routed["paths"] == {}
+    assert casc["escalation_share"] == pytest.approx(hard / 20) and casc["escalated"] == hard
+    assert casc["tier1_tokens_on_escalated"] == 5 * hard and casc["tier1_tokens_per_escalated"] == 5.0
+    assert casc["verifier_score_mean"] == pytest.approx((0.9 * hard + 0.1 * (20 - hard)) / 20)
+    assert routed["escalation_share"] is None and routed["tier1_tokens_on_escalated"] is None  # not reported: None, not 0
+    esc, kept = casc["by_path"]["escalated"]["e2e_ms"], casc["by_path"]["tier1"]["e2e_ms"]
+    assert esc["p50"] >= 45 > kept["p50"]  # an escalated request pays tier 1, then tier 2
+    assert casc["tier_split"]["tier2"] == pytest.approx(hard / 20)
+    cmp0 = res["comparison"][0]["cascade"]
+    assert cmp0["escalation_share"] == casc["escalation_share"] and cmp0["paths"] == casc["paths"]
+    assert cmp0["e2e_p99"] == pytest.approx(casc["overall"]["e2e_ms"]["p99"] / lv["all-tier2"]["overall"]["e2e_ms"]["p99"], rel=1e-2)
+    table = compare_table(res["levels"][0], "in flight", markdown=True)
+    assert "| cascade / all tier 2 |" in table and f"| escalated (cascade) |  |  | {100 * hard / 20:.1f}% |" in table
+    text = text_report(res)
+    assert "cascade/all-t2" in text and f"paths: escalated x{hard}, tier1 x{20 - hard}" in text
+    assert plot_results(res, tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"  # three arms plot as two did
+    assert json.loads(write_json(res, tmp_path / "r.json").read_text())["comparison"][0]["cascade"]["paths"] == casc["paths"]
+
+
+def test_cascade_figures_count_only_successful_requests_that_reported_a_path():
+    from app.loadtest.client import Outcome
+    from app.loadtest.stats import cascade_figures
+
+    outs = [Outcome(0, 0, 0.1, path="escalated", tier1_tokens=30), Outcome(1, 0, 0.1, path="cascade_escalated"),
+            Outcome(2, 0, 0.1, path="tier1"), Outcome(3, 0, 0.1), Outcome(4, 0, error="server", path="escalated", tier1_tokens=99)]  # fmt: skip
+    f = cascade_figures(outs)
+    assert f["escalated"] == 2 and f["escalation_share"] == pytest.approx(2 / 3, abs=1e-4)  # 3 told a path and succeeded
+    assert f["tier1_tokens_on_escalated"] == 30 and f["tier1_tokens_per_escalated"] == 30.0  # the failure's 99 not counted
+    assert cascade_figures([Outcome(0, 0, 0.1)])["escalation_share"] is None
+
+
+def test_malformed_cascade_fields_are_ignored_not_fatal():
+    async def handler(request):
+        return httpx.Response(200, headers={"x-tierroute-tier1-tokens": "many", "x-tierroute-verifier-score": "high"},
+                              json={"model": "m", "choices": [], "tierroute": {"path": 3, "tier1_tokens": True}})  # fmt: skip
+
+    o = one(handler, CHAT)
+    assert o.ok and o.path is None and o.tier1_tokens is None and o.verifier_score is None
+
+
+def test_the_opt_out_header_is_the_serving_one():
+    from app.loadtest.session import OPT_OUT
+    from app.serve.routing_config import OPT_OUT_HEADER
+
+    assert OPT_OUT == {OPT_OUT_HEADER: "off"}

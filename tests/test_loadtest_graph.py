@@ -35,14 +35,16 @@ def mix(tmp_path):
 
 @pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
 def test_compare_on_the_local_default(url, mix, stream):
-    cfg = make_config(url=url, input=mix, concurrencies="2", requests=10, compare=True, stream=stream, max_tokens=8,
+    cascade = not stream  # the unary run adds the cascade arm (the endpoint's own mode; the routed arm opts out)
+    cfg = make_config(url=url, input=mix, concurrencies="2", requests=10, compare=True, cascade=cascade, stream=stream, max_tokens=8,
                       warmup=1, progress=False, timeout=120, route_capacity=stream, route_concurrency=4,
                       route_requests=20, route_rounds=1)  # fmt: skip
     res = asyncio.run(run_session(cfg, log=lambda m: None))
-    assert res["arms"] == {"all-tier2": local_args()["tier2"]["model_id"], "routed": "auto"}  # discovered from /v1/models
+    arms = {"all-tier2": local_args()["tier2"]["model_id"], "routed": "auto", **({"cascade": "auto"} if cascade else {})}
+    assert res["arms"] == arms  # tier 2's id discovered from /v1/models
     level = res["levels"][0]
     t2, routed = level["arms"]["all-tier2"], level["arms"]["routed"]
-    for arm in (t2, routed):
+    for arm in level["arms"].values():
         o = arm["overall"]
         assert o["ok"] == 10 and o["errors"] == 0 and arm["dropped"] == 0
         assert o["output_tokens"] > 0 and o["e2e_ms"]["p50"] > 0
@@ -59,3 +61,8 @@ def test_compare_on_the_local_default(url, mix, stream):
         assert cap["decisions_per_s"] > 0 and cap["healthz_per_s"] > 0 and cap["errors_by_kind"] == {}
         assert cap["decisions_per_s_per_core"] == pytest.approx(cap["decisions_per_s"] / cap["router_cores"], abs=0.01)
     assert "routed/all-t2" in text_report(res)
+    assert not any("escalat" in p for p in routed["paths"])  # x-tierroute-cascade: off: routed before generation
+    if cascade:
+        c = level["arms"]["cascade"]
+        assert c["escalation_share"] is None or 0.0 <= c["escalation_share"] <= 1.0  # None: the endpoint names no path
+        assert "cascade/all-t2" in text_report(res) and "cascade" in res["comparison"][0]

@@ -353,3 +353,84 @@ def test_plan_does_not_import_ray_or_serve():
     code = "import sys, app.plan.cli, app.plan.planner, app.plan.plot; print(any(m == 'ray' or m.startswith(('ray.', 'app.serve')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+# -- cascades ----------------------------------------------------------------------------------------------------
+
+
+def test_cascade_loads_and_cost_per_request_arithmetic():
+    from app.plan.cascade import cost_per_request, loads
+
+    c = loads("cascade", 0.3, escalation_share=0.2, direct_share=0.5)  # route's share and the direct share are ignored
+    assert (c.tier1, c.tier2, c.direct, c.escalated) == (1.0, pytest.approx(0.2), 0.0, pytest.approx(0.2))
+    assert cost_per_request(c, tier1_cost=1.0, tier2_cost=10.0) == pytest.approx(1.0 + 10.0 * 0.2)  # tier1 x 1 + tier2 x e
+    cr = loads("cascade_routing", 0.3, escalation_share=0.2, direct_share=0.1)
+    assert cr.tier1 == pytest.approx(0.9) and cr.escalated == pytest.approx(0.9 * 0.2)
+    assert cr.tier2 == pytest.approx(0.1 + 0.18) and cr.answered_by_tier2 == pytest.approx(0.28)
+    assert cost_per_request(cr, 1.0, 10.0) == pytest.approx(0.9 + 2.8)
+    r = loads("route", 0.3, escalation_share=0.9)
+    assert (r.tier1, r.tier2, r.escalated) == (pytest.approx(0.7), 0.3, 0.0)
+    # at the same share answered by tier 2, a cascade always pays tier 1 for the escalated requests on top
+    assert cost_per_request(loads("cascade", 0, 0.3), 1.0, 10.0) - cost_per_request(loads("route", 0.3), 1.0, 10.0) == pytest.approx(0.3)
+
+
+def test_cascade_workload_escalates_its_share_of_tier1_requests_with_the_same_prompt():
+    from app.plan.cascade import cascade_workload, loads
+
+    cfg = small_config()
+    inp = make_inputs(cfg)
+    ld = loads("cascade_routing", 0.0, escalation_share=0.25, direct_share=0.2)
+    w = cascade_workload(200.0, 60.0, 0.0, 3, ld, inp.prompt, inp.output)
+    parent = w.parent
+    child = np.flatnonzero(parent >= 0)
+    first = np.flatnonzero(parent < 0)
+    assert set(w.tier[child]) == {2} and set(w.tier[parent[child]]) == {1}  # a tier-1 answer, then tier 2
+    assert np.array_equal(w.prompt[child], w.prompt[parent[child]]) and np.array_equal(w.arrival[child], w.arrival[parent[child]])
+    assert (w.tier[first] == 2).mean() == pytest.approx(0.2, abs=0.02)  # direct
+    assert len(child) / (w.tier[first] == 1).sum() == pytest.approx(0.25, abs=0.02)  # escalated share of tier 1's answers
+    plain = cascade_workload(200.0, 60.0, 0.0, 3, loads("cascade_routing", 0.0, 0.0, 0.2), inp.prompt, inp.output)
+    assert np.array_equal(plain.arrival, w.arrival[first])  # the escalation draw leaves the arrivals common
+
+
+def test_an_escalated_request_pays_tier1_then_tier2():
+    w = Workload(np.array([1.0, 1.0]), np.zeros(2), np.array([1, 2]), np.array([100, 100]), np.array([5, 5]), 0.0, 100.0, np.array([-1, 0]))
+    res = simulate(w, {1: Pool(1, LinearStep(), 8), 2: Pool(1, LinearStep(), 8)}, drain_s=10)
+    alone = 0.010 + 0.0001 * 100 + 4 * (0.010 + 0.001)  # one request on an idle replica (as above)
+    assert res.start[1] == pytest.approx(res.done[0])  # tier 2 starts when tier 1's answer is done
+    client = res.metrics()  # the client sees one request: the escalated one, from its arrival
+    assert len(client["e2e"]) == 1 and client["e2e"][0] == pytest.approx(2 * alone)
+    assert client["ttft"][0] == pytest.approx(alone + 0.010 + 0.0001 * 100)  # nothing streams before tier 2's first token
+    assert res.metrics(2)["e2e"][0] == pytest.approx(alone)  # tier 2's own figure counts from when it got the request
+    assert res.metrics(1)["e2e"][0] == pytest.approx(alone)
+    assert res.summary(path="escalated")["requests"] == 1 and res.summary(path="tier1")["requests"] == 0
+
+
+def test_routing_mode_is_validated_naming_the_field():
+    with pytest.raises(ValueError, match="routing.mode"):
+        build_config({"routing": {"mode": "cascading"}})
+    with pytest.raises(ValueError, match="routing.escalation_share"):
+        build_config(None, {"routing.escalation_share": 1.5})
+
+
+def test_cli_plans_the_cascade_beside_the_routed_topology(tmp_path, capsys):
+    cfg_path = write_small_config(tmp_path)
+    out, png = tmp_path / "plan.json", tmp_path / "plan.png"
+    args = ["--config", str(cfg_path), "--split", "0.2", "--mode", "cascade", "--escalation", "0.2", "--json", str(out), "--plot", str(png), "--no-progress"]
+    assert main(args) == 0
+    plan = json.loads(out.read_text())
+    c, r = plan["cascade"], plan["routed"]
+    assert c["loads"] == {"tier1": 1.0, "tier2": pytest.approx(0.2), "direct": 0.0, "escalated": pytest.approx(0.2), "answered_by_tier2": pytest.approx(0.2)}
+    peak = plan["scenario"]["peak_rps"]
+    assert c["tier1"]["rate_rps"] == pytest.approx(peak) and r["tier1"]["rate_rps"] == pytest.approx(0.8 * peak)  # tier 1 carries all
+    assert c["tier2"]["rate_rps"] == pytest.approx(0.2 * peak)
+    assert c["tier1"]["replicas"] >= r["tier1"]["replicas"]
+    assert c["monthly_usd"] == pytest.approx(c["tier1"]["monthly_usd"] + c["tier2"]["monthly_usd"] + G6E["g6e.xlarge"].hourly_usd * 730)
+    s = c["sim"]
+    assert s["escalated"]["requests"] > 0 and s["direct"]["requests"] == 0
+    assert s["escalated"]["e2e_p50"] > s["tier1"]["e2e_p50"]  # tier 1's time, then tier 2's
+    assert s["escalated"]["ttft_p50"] > r["sim"]["tier2"]["ttft_p50"]
+    assert s["all"]["requests"] == s["tier1"]["requests"] + s["escalated"]["requests"]
+    assert len(plan["curves"]["cascade"]["cost_vs_share"]) == 2 and png.read_bytes()[:4] == b"\x89PNG"
+    text = capsys.readouterr().out
+    assert "Route vs cascade" in text and "escalated" in text
+    assert ("client-side ttft p99 of the cascade" in text) == (s["all"]["ttft_p99"] > 1.0)  # small_config: ttft_s 1.0

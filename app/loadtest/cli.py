@@ -12,7 +12,8 @@ DESCRIPTION = (
     "loop at concurrencies (--concurrency), streaming or not, each load level bounded by --requests and --duration. "
     "Reports per tier and overall: throughput, p50/p95/p99 end-to-end latency and time to first token (--stream), "
     "output tokens/s, the tier split and errors by kind; --compare runs 'everything to tier 2' and 'routed' on the "
-    "same mix at each level, interleaved, side by side; --route-capacity adds the router's own cost (/v1/route vs. "
+    "same mix at each level, interleaved, side by side (with --cascade also the endpoint's cascade: per path, escalation "
+    "share, tier-1 tokens spent on escalated requests); --route-capacity adds the router's own cost (/v1/route vs. "
     "/healthz: decisions per second per core). Results as JSON (--json) and a PNG (--plot)."
 )
 
@@ -37,6 +38,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--model", default="auto", help="the model asked for: the router's name routes (default %(default)s)")
     p.add_argument("--compare", action="store_true",
                    help="run 'everything to tier 2' (--tier2-model) and 'routed' (--model) on the same mix at each level")  # fmt: skip
+    p.add_argument("--cascade", action="store_true",
+                   help="with --compare: a third arm, the endpoint's cascade (its routing.mode cascade or cascade_routing); the routed "
+                   "arm of --compare always opts out of a cascade per request (x-tierroute-cascade: off)")  # fmt: skip
     p.add_argument("--tier2-model", help="with --compare: tier 2's model id (default: the one /v1/models lists as tier 2)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take (default %(default)s)")
     p.add_argument("--warmup", type=int, default=2, help="requests sent one at a time per arm before measuring (default %(default)s)")
@@ -58,7 +62,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 FIELDS = ("url", "input", "limit", "seed", "skip_invalid", "max_tokens", "requests", "duration", "max_outstanding", "stream",
-          "model", "compare", "tier2_model", "timeout", "warmup", "json_out", "plot_out", "progress", "route_capacity",
+          "model", "compare", "cascade", "tier2_model", "timeout", "warmup", "json_out", "plot_out", "progress", "route_capacity",
           "route_concurrency", "route_requests", "route_rounds", "router_cores")  # fmt: skip
 
 

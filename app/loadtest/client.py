@@ -4,6 +4,10 @@ How a response says where it was served: the tierroute graph's ``x-tierroute-tie
 headers, else the body's ``tierroute`` field; a plain OpenAI endpoint says neither, so its requests are
 grouped by the model that answered (the body's ``model``), else the model asked for.
 Time to first token (streaming) is the time to the first chunk that carries content.
+A cascade says which path a request took (``x-tierroute-path`` or the body's ``tierroute.path``: e.g. tier 1's
+answer kept, escalated, direct to tier 2), the verifier's score and the tier-1 tokens an escalated request
+spent, where the endpoint reports them (``x-tierroute-verifier-score`` / ``x-tierroute-tier1-tokens`` or
+``tierroute.verifier_score`` / ``tierroute.tier1_tokens``); absent, they stay None.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ class Outcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     router_ms: float | None = None  # x-tierroute-router-latency-ms
+    path: str | None = None  # cascade: the path taken, as the endpoint names it
+    verifier_score: float | None = None
+    tier1_tokens: int | None = None  # tokens tier 1 generated for this request (an escalated one: spent, not shown)
+
+    @property
+    def escalated(self) -> bool:
+        return self.path is not None and "escalat" in self.path.lower()
 
     @property
     def ok(self) -> bool:
@@ -51,19 +62,34 @@ def _from_headers(o: Outcome, headers: httpx.Headers) -> None:
     if tier and tier.isdigit():
         o.tier = int(tier)
     o.model = headers.get("x-tierroute-model") or o.model
-    ms = headers.get("x-tierroute-router-latency-ms")
-    if ms:
-        try:
-            o.router_ms = float(ms)
-        except ValueError:
-            pass
+    o.router_ms = _number(headers.get("x-tierroute-router-latency-ms"), float)
+    o.path = headers.get("x-tierroute-path") or o.path
+    o.verifier_score = _number(headers.get("x-tierroute-verifier-score"), float)
+    o.tier1_tokens = _number(headers.get("x-tierroute-tier1-tokens"), int)
+
+
+def _number(v, kind):
+    """``kind(v)`` of a header or body value, None when absent or not a number."""
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return kind(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _from_body(o: Outcome, obj: dict[str, Any]) -> None:
     """Tier, model and usage from a response body or stream chunk, where the headers did not say."""
     routed = obj.get("tierroute")
-    if o.tier is None and isinstance(routed, dict) and isinstance(routed.get("tier"), int):
-        o.tier = routed["tier"]
+    if isinstance(routed, dict):
+        if o.tier is None and isinstance(routed.get("tier"), int):
+            o.tier = routed["tier"]
+        if o.path is None and isinstance(routed.get("path"), str):
+            o.path = routed["path"]
+        if o.verifier_score is None:
+            o.verifier_score = _number(routed.get("verifier_score"), float)
+        if o.tier1_tokens is None:
+            o.tier1_tokens = _number(routed.get("tier1_tokens"), int)
     if o.model is None and isinstance(obj.get("model"), str):
         o.model = obj["model"]
     usage = obj.get("usage")
@@ -80,8 +106,8 @@ def _has_content(chunk: dict[str, Any]) -> bool:
     return False
 
 
-async def _unary(client: httpx.AsyncClient, body: dict, o: Outcome, t0: float) -> None:
-    r = await client.post(CHAT, json=body)
+async def _unary(client: httpx.AsyncClient, body: dict, o: Outcome, t0: float, headers: dict | None = None) -> None:
+    r = await client.post(CHAT, json=body, headers=headers)
     o.status = r.status_code
     if r.status_code >= 400:
         o.error = errors.http_error(r.status_code, r.content)
@@ -91,8 +117,8 @@ async def _unary(client: httpx.AsyncClient, body: dict, o: Outcome, t0: float) -
     o.e2e_s = time.perf_counter() - t0
 
 
-async def _streamed(client: httpx.AsyncClient, body: dict, o: Outcome, t0: float) -> None:
-    async with client.stream("POST", CHAT, json=body) as r:
+async def _streamed(client: httpx.AsyncClient, body: dict, o: Outcome, t0: float, headers: dict | None = None) -> None:
+    async with client.stream("POST", CHAT, json=body, headers=headers) as r:
         o.status = r.status_code
         if r.status_code >= 400:
             o.error = errors.http_error(r.status_code, await r.aread())
@@ -119,13 +145,16 @@ async def _streamed(client: httpx.AsyncClient, body: dict, o: Outcome, t0: float
         o.e2e_s = time.perf_counter() - t0
 
 
-async def send(client: httpx.AsyncClient, body: dict, index: int, due: float, level_start: float, timeout: float) -> Outcome:
-    """Send ``body`` to ``/v1/chat/completions``; latencies count from ``due`` (``time.perf_counter()`` clock),
-    so time an open-loop request waited on the client side is not hidden. Never raises for a failed request."""
+async def send(
+    client: httpx.AsyncClient, body: dict, index: int, due: float, level_start: float, timeout: float, headers: dict | None = None
+) -> Outcome:
+    """Send ``body`` to ``/v1/chat/completions`` (with ``headers``: an arm's, e.g. the cascade opt-out); latencies
+    count from ``due`` (``time.perf_counter()`` clock), so time an open-loop request waited on the client side is
+    not hidden. Never raises for a failed request."""
     o = Outcome(index=index, due_s=due - level_start)
     call = _streamed if body.get("stream") else _unary
     try:
-        await asyncio.wait_for(call(client, body, o, due), timeout)
+        await asyncio.wait_for(call(client, body, o, due, headers), timeout)
     except Exception as e:  # noqa: BLE001 — classified; anything unexpected is re-raised by exception_kind
         o.error = errors.exception_kind(e)
     if o.error is not None:

@@ -39,6 +39,7 @@ class LoadTestConfig(BaseModel):
     stream: bool = False
     model: str = Field("auto", min_length=1)
     compare: bool = False
+    cascade: bool = Field(False, description="with compare: a third arm, the endpoint's cascade (no opt-out header)")
     tier2_model: str | None = Field(None, min_length=1)
     timeout: float = Field(120.0, gt=0, description="seconds one request may take")
     warmup: int = Field(2, ge=0, description="requests sent one at a time before each arm, not counted")
@@ -101,6 +102,8 @@ class LoadTestConfig(BaseModel):
             raise ValueError("give --rate (open loop) or --concurrency (closed loop), or --route-capacity alone")
         if not self.levels and (self.compare or self.plot_out is not None):
             raise ValueError(f"{'--compare' if self.compare else '--plot'} needs load levels: give --rate or --concurrency")
+        if self.cascade and not self.compare:
+            raise ValueError("--cascade is the cascade arm of --compare; add --compare")
         if self.tier2_model is not None and not self.compare:
             raise ValueError("--tier2-model is the all-tier-2 arm of --compare; add --compare")
         if self.compare and self.tier2_model is not None and self.tier2_model == self.model:

@@ -31,6 +31,8 @@ def level_table(summary: dict, unit: str) -> str:
             f"{_ms(t['p50']):>10}{_ms(t['p95']):>7}{_ms(t['p99']):>7}{s['output_tokens_per_s']:>11.1f}"
             f"{'' if share is None else f'{100 * share:.0f}%':>7}"
         )
+    if summary.get("paths"):
+        rows.append(paths_line(summary))
     errs = summary["overall"]["errors_by_kind"]
     rows.append("errors: " + (", ".join(f"{k} x{v}" for k, v in sorted(errs.items())) if errs else "none"))
     return "\n".join(rows)
@@ -49,26 +51,52 @@ COMPARE_ROWS = [
 ]
 
 
+def paths_line(summary: dict) -> str:
+    """Cascade paths the answers reported, the escalation share and tier-1 tokens spent on escalated requests."""
+    paths = ", ".join(f"{p} x{n}" for p, n in summary["paths"].items())
+    spent = summary.get("tier1_tokens_on_escalated")
+    extra = f"; tier-1 tokens on escalated: {spent} ({summary['tier1_tokens_per_escalated']:g} each)" if spent is not None else ""
+    share = summary.get("escalation_share")
+    return f"paths: {paths}; escalated {'-' if share is None else f'{100 * share:.1f}%'}{extra}"
+
+
+def _cell(s: dict, key: str, sub: str | None):
+    v = s["overall"][key]
+    return v[sub] if sub else v
+
+
+def _split(s: dict) -> str:
+    return ", ".join(f"{g} {100 * v:.0f}%" for g, v in s["tier_split"].items()) or "-"
+
+
 def compare_table(level: dict, unit: str, markdown: bool = False) -> str:
-    """All-tier-2 and routed side by side at one level, with routed / all-tier-2."""
-    t2, rt = level["arms"]["all-tier2"], level["arms"]["routed"]
+    """All-tier-2, routed (and the cascade) side by side at one level, each over all-tier-2."""
+    t2 = level["arms"]["all-tier2"]
+    others = [a for a in ("routed", "cascade") if a in level["arms"]]
     lines = []
     for label, key, sub, fmt in COMPARE_ROWS:
-        a, b = t2["overall"][key], rt["overall"][key]
-        if sub:
-            a, b = a[sub], b[sub]
-        if a is None and b is None:
+        base, vals = _cell(t2, key, sub), [_cell(level["arms"][a], key, sub) for a in others]
+        if base is None and all(v is None for v in vals):
             continue
-        ratio = f"{b / a:.2f}" if a not in (None, 0) and b is not None else "-"
-        lines.append((label, _num(a, fmt), _num(b, fmt), ratio))
-    share = lambda s: ", ".join(f"{g} {100 * v:.0f}%" for g, v in s["tier_split"].items()) or "-"  # noqa: E731
-    lines.append(("tier split", share(t2), share(rt), ""))
+        ratios = [f"{v / base:.2f}" if base not in (None, 0) and v is not None else "-" for v in vals]
+        lines.append((label, _num(base, fmt), *(_num(v, fmt) for v in vals), *ratios))
+    lines.append(("tier split", _split(t2), *(_split(level["arms"][a]) for a in others), *([""] * len(others))))
+    if "cascade" in others:
+        c = level["arms"]["cascade"]
+        esc = c.get("escalation_share")
+        pad = [""] * (len(others) - 1)
+        lines.append(("escalated (cascade)", "", *pad, "-" if esc is None else f"{100 * esc:.1f}%", *([""] * len(others))))
+        spent = c.get("tier1_tokens_on_escalated")
+        lines.append(("tier-1 tok. escalated", "", *pad, "-" if spent is None else str(spent), *([""] * len(others))))
     if markdown:
-        out = [f"| at {level['load']:g} {unit} | all tier 2 | routed | routed / all tier 2 |", "|---|---:|---:|---:|"]
-        out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in lines]
+        head = ["all tier 2", *others, *(f"{a} / all tier 2" for a in others)]
+        out = [f"| at {level['load']:g} {unit} | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+        out += ["| " + " | ".join(row) + " |" for row in lines]
         return "\n".join(out)
-    out = [f"{'at ' + format(level['load'], 'g') + ' ' + unit:<22}{'all tier 2':>22}{'routed':>22}{'routed/all-t2':>15}"]
-    out += [f"{a:<22}{b:>22}{c:>22}{d:>15}" for a, b, c, d in lines]
+    head = f"{'at ' + format(level['load'], 'g') + ' ' + unit:<22}{'all tier 2':>22}" + "".join(f"{a:>22}" for a in others)
+    out = [head + "".join(f"{a + '/all-t2':>15}" for a in others)]
+    n = 1 + len(others)
+    out += [f"{row[0]:<22}" + "".join(f"{x:>22}" for x in row[1 : n + 1]) + "".join(f"{x:>15}" for x in row[n + 1 :]) for row in lines]
     return "\n".join(out)
 
 

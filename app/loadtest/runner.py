@@ -32,6 +32,7 @@ class LevelRun:
 async def open_loop(
     client: httpx.AsyncClient, bodies: Callable[[int], dict], rate: float, requests: int, duration: float,
     timeout: float, max_outstanding: int, seed: int, arm: str = "", on_done: Callable[[], None] | None = None,
+    headers: dict | None = None,
 ) -> LevelRun:  # fmt: skip
     run = LevelRun(arm, "open", rate)
     arrivals = poisson_arrivals(rate, requests, duration, seed)
@@ -54,7 +55,7 @@ async def open_loop(
             if on_done:
                 on_done()
             continue
-        t = asyncio.create_task(send(client, bodies(i), i, due, start, timeout))
+        t = asyncio.create_task(send(client, bodies(i), i, due, start, timeout, headers))
         in_flight.add(t)
         t.add_done_callback(finished)
         tasks.append(t)
@@ -65,7 +66,7 @@ async def open_loop(
 
 async def closed_loop(
     client: httpx.AsyncClient, bodies: Callable[[int], dict], concurrency: int, requests: int, duration: float,
-    timeout: float, arm: str = "", on_done: Callable[[], None] | None = None,
+    timeout: float, arm: str = "", on_done: Callable[[], None] | None = None, headers: dict | None = None,
 ) -> LevelRun:  # fmt: skip
     run = LevelRun(arm, "closed", concurrency)
     start = time.perf_counter()
@@ -75,7 +76,7 @@ async def closed_loop(
         nonlocal next_i
         while next_i < requests and time.perf_counter() - start < duration:
             i, next_i = next_i, next_i + 1
-            run.outcomes.append(await send(client, bodies(i), i, time.perf_counter(), start, timeout))
+            run.outcomes.append(await send(client, bodies(i), i, time.perf_counter(), start, timeout, headers))
             if on_done:
                 on_done()
 

@@ -1,5 +1,9 @@
 """Figures of one level run, per tier (or answering model) and overall.
 
+Cascades: the count of each path the endpoint reported, latency per path, the escalation share (escalated
+over successful requests that reported a path; None when none did) and the tier-1 tokens spent on escalated
+requests (None when the endpoint did not report them).
+
 Throughput and tokens/s are over the level's wall time (first send to last answer), so the groups' figures
 add up to the overall one. Latency percentiles are over successful requests only (numpy, linear interpolation).
 """
@@ -53,6 +57,10 @@ def summarize(run: LevelRun) -> dict[str, Any]:
         if g is not None:
             groups.setdefault(g, []).append(o)
     ok_total = sum(o.ok for o in run.outcomes)
+    by_path: dict[str, list[Outcome]] = {}
+    for o in run.outcomes:
+        if o.ok and o.path is not None:
+            by_path.setdefault(o.path, []).append(o)
     split = {g: round(sum(o.ok for o in os) / ok_total, 4) if ok_total else 0.0 for g, os in sorted(groups.items())}
     return {
         "arm": run.arm,
@@ -64,4 +72,22 @@ def summarize(run: LevelRun) -> dict[str, Any]:
         "overall": group_stats(run.outcomes, run.wall_s),
         "by_tier": {g: group_stats(os, run.wall_s) for g, os in sorted(groups.items())},
         "tier_split": split,
+        "paths": {p: len(os) for p, os in sorted(by_path.items())},
+        "by_path": {p: group_stats(os, run.wall_s) for p, os in sorted(by_path.items())},
+        **cascade_figures(run.outcomes),
+    }
+
+
+def cascade_figures(outcomes: list[Outcome]) -> dict[str, Any]:
+    """Escalation share of the successful requests that reported a path, and tier-1 tokens spent on escalated ones."""
+    told = [o for o in outcomes if o.ok and o.path is not None]
+    escalated = [o for o in told if o.escalated]
+    spent = [o.tier1_tokens for o in escalated if o.tier1_tokens is not None]
+    scores = [o.verifier_score for o in outcomes if o.ok and o.verifier_score is not None]
+    return {
+        "escalation_share": round(len(escalated) / len(told), 4) if told else None,
+        "escalated": len(escalated),
+        "tier1_tokens_on_escalated": int(sum(spent)) if spent else None,
+        "tier1_tokens_per_escalated": round(sum(spent) / len(spent), 1) if spent else None,
+        "verifier_score_mean": round(float(np.mean(scores)), 4) if scores else None,
     }

@@ -20,7 +20,8 @@ DESCRIPTION = (
     "on-demand cost of the routed topology (tier 1 + tier 2 + router) vs. sending everything to tier 2; then the "
     "latency percentiles of both. Inputs: a YAML/JSON config (defaults: Llama-3.1-8B AWQ-INT4 and Llama-3.1-70B FP8 "
     "on AWS g6e, see configs/plan.yaml), flags override it. The tier-2 share: --split, or --scored with the output of "
-    "`tierroute score` on your traffic."
+    "`tierroute score` on your traffic. --mode cascade / cascade_routing also plans the cascade (tier 1 answers, "
+    "--escalation of its answers go on to tier 2; cascade_routing: --direct straight to tier 2) beside the routed topology."
 )
 
 
@@ -41,6 +42,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         help="JSONL written by `tierroute score` on your traffic: the tier-2 share and each tier's prompt lengths come from it",
     )
     p.add_argument("--traffic", help="JSONL of your prompts (as `score` reads): prompt lengths from it (characters / traffic.chars_per_token)")
+    p.add_argument("--mode", choices=("route", "cascade", "cascade_routing"),
+                   help="routing.mode: route (default), or plan a cascade beside the routed topology (see docs/planning.md)")  # fmt: skip
+    p.add_argument("--escalation", type=float, help="cascades: share of tier 1's answers escalated to tier 2, 0-1 (routing.escalation_share)")
+    p.add_argument("--direct", type=float, help="cascade_routing: share of requests sent straight to tier 2, 0-1 (routing.direct_share)")
     p.add_argument("--ttft", type=float, help="objective: time to first token, seconds (slo.ttft_s)")
     p.add_argument("--tpot", type=float, help="objective: time per output token, seconds (slo.tpot_s)")
     p.add_argument("--e2e", type=float, help="objective: request latency, seconds (slo.e2e_s)")
@@ -56,6 +61,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 FLAG_FIELDS = {
     "rps": "traffic.rps", "peak_factor": "traffic.peak_factor", "split": "split.tier2_share", "ttft": "slo.ttft_s",
+    "mode": "routing.mode", "escalation": "routing.escalation_share", "direct": "routing.direct_share",
     "tpot": "slo.tpot_s", "e2e": "slo.e2e_s", "percentile": "slo.percentile", "seconds": "sim.seconds", "seed": "sim.seed",
 }  # fmt: skip
 
@@ -97,21 +103,30 @@ def run(args) -> int:
         print("\n".join(report.fit_table({"fits": {f"tier{t}": [f.to_dict() for f in planner.fits[t]] for t in (1, 2)}})))
         return 0
     plan = planner.plan()
+    feasible = plan["routed"]["feasible"] and plan["all_large"]["feasible"] and plan.get("cascade", {}).get("feasible", True)
     if args.plot:
-        if not (plan["routed"]["feasible"] and plan["all_large"]["feasible"]):
+        if not feasible:
             print("tierroute plan: no plot: a topology has no feasible size", file=sys.stderr)
         else:
             from app.plan.plot import plot
 
             plan["curves"] = planner.curves(plan)
+            if "cascade" in plan:
+                from app.plan.cascade import cascade_curves
+
+                plan["curves"]["cascade"] = cascade_curves(planner, plan)
             sc = plan["scenario"]
-            plot(plan["curves"], args.plot, f"{sc['peak_rps']:g} req/s peak, tier-2 share {100 * sc['tier2_share']:.0f}%")
+            title = f"{sc['peak_rps']:g} req/s peak, tier-2 share {100 * sc['tier2_share']:.0f}%"
+            if "cascade" in plan:
+                c = plan["cascade"]
+                title += f"; {c['mode']}: escalation {100 * c['escalation_share']:.0f}%, direct {100 * c['direct_share']:.0f}%"
+            plot(plan["curves"], args.plot, title)
     print(report.text(plan))
     if args.json:
         report.write_json(plan, args.json)
     if args.json or args.plot:
         print("wrote " + ", ".join(x for x in (args.json, args.plot) if x), file=sys.stderr)
-    return 0 if plan["routed"]["feasible"] and plan["all_large"]["feasible"] else 1
+    return 0 if feasible else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,6 +67,16 @@ class Split(Strict):
     tier2_share: float = Field(0.15, ge=0.0, le=1.0, description="share of requests the router sends to tier 2")
 
 
+class Routing(Strict):
+    """How requests reach the tiers (as the served ``routing.mode``); the shares are inputs, not predictions."""
+
+    mode: Literal["route", "cascade", "cascade_routing"] = Field(
+        "route", description="route: split.tier2_share goes to tier 2; cascade(_routing): also plan the cascade beside it"
+    )
+    escalation_share: float = Field(0.15, ge=0.0, le=1.0, description="cascades: share of tier 1's answers escalated to tier 2")
+    direct_share: float = Field(0.10, ge=0.0, le=1.0, description="cascade_routing: share of requests sent straight to tier 2")
+
+
 class Slo(Strict):
     """Latency objective at ``percentile``, end to end as the client sees it (router included). Unset = no bound."""
 
@@ -219,6 +229,7 @@ LLAMA_70B_FP8 = Model(
 class PlanConfig(Strict):
     traffic: Traffic = Traffic()
     split: Split = Split()
+    routing: Routing = Routing()
     slo: Slo = Slo()
     router: Router = Router()
     gpus: dict[str, Gpu] = Field(default_factory=lambda: {"L40S": L40S})

@@ -153,10 +153,10 @@ class Planner:
             self._bar.close()
             self._bar = None
         big_cost = big.monthly_usd if big_ok else float("nan")
-        return {
+        out = {
             "scenario": {
                 "mean_rps": cfg.traffic.rps, "peak_factor": cfg.traffic.peak_factor, "peak_rps": peak,
-                "tier2_share": share, "share_source": self.inp.share_source,
+                "tier2_share": share, "share_source": self.inp.share_source, "routing": cfg.routing.model_dump(),
                 "prompt_tokens": {f"tier{t}": self.inp.prompt[t].describe() for t in (1, 2)},
                 "prompt_source": self.inp.prompt_source, "output_tokens": self.inp.output.describe(),
                 "mean_prompt_tokens": {f"tier{t}": round(self.mean_prompt[t], 1) for t in (1, 2)},
@@ -186,6 +186,11 @@ class Planner:
             },
             "sources": SOURCES,
         }
+        if cfg.routing.mode != "route":
+            from app.plan.cascade import plan_cascade
+
+            out["cascade"] = plan_cascade(self, out)
+        return out
 
     def confirm(self, w: Workload, sizes: dict[int, TierSize], max_rounds: int = 8):
         """Simulate the whole topology on arrivals the sizing never saw; while a tier misses the objective, give it

@@ -73,12 +73,56 @@ def text(plan: dict) -> str:
         rows += [("routed", r["sim"]["all"]), ("  tier 1", r["sim"]["tier1"]), ("  tier 2", r["sim"]["tier2"])]
     if b["sim"]:
         rows.append(("all-large", b["sim"]["all"]))
-    for name, s in rows:
-        out.append(
-            f"  {name:<16} {_s(s['ttft_p50']):>9} {_s(s['ttft_p95']):>8} {_s(s['ttft_p99']):>8}   {_s(s['e2e_p50']):>8} "
-            f"{_s(s['e2e_p95']):>8} {_s(s['e2e_p99']):>8}   {_s(s['tpot_p50']):>8} {_s(s['tpot_p99']):>8}  {s['unfinished']}/{s['requests']}"
-        )
+    c = plan.get("cascade")
+    if c and c["sim"]:
+        label = "cascade" if c["mode"] == "cascade" else "casc.routing"
+        rows += [(label, c["sim"]["all"])] + [(f"  {p}", c["sim"][p]) for p in ("tier1", "direct", "escalated") if c["sim"][p]["requests"]]
+    out += [_latency_row(name, s) for name, s in rows]
+    if c:
+        out += ["", *cascade_lines(plan)]
     return "\n".join(out)
+
+
+def _latency_row(name: str, s: dict) -> str:
+    return (
+        f"  {name:<16} {_s(s['ttft_p50']):>9} {_s(s['ttft_p95']):>8} {_s(s['ttft_p99']):>8}   {_s(s['e2e_p50']):>8} "
+        f"{_s(s['e2e_p95']):>8} {_s(s['e2e_p99']):>8}   {_s(s['tpot_p50']):>8} {_s(s['tpot_p99']):>8}  {s['unfinished']}/{s['requests']}"
+    )
+
+
+def cascade_lines(plan: dict) -> list[str]:
+    """Route vs cascade at the given shares: requests each tier serves, nodes, cost."""
+    c, r, sc = plan["cascade"], plan["routed"], plan["scenario"]
+    ld = c["loads"]
+    share = f"escalation share {100 * c['escalation_share']:.1f}% of tier 1's answers"
+    if c["mode"] == "cascade_routing":
+        share = f"direct share {100 * c['direct_share']:.1f}%, " + share
+    out = [
+        f"Route vs {c['mode']} ({share}; shares are inputs, not predictions)",
+        f"  per request: routed tier 1 {1 - sc['tier2_share']:.3f} + tier 2 {sc['tier2_share']:.3f}; "
+        f"{c['mode']} tier 1 {ld['tier1']:.3f} + tier 2 {ld['tier2']:.3f} (direct {ld['direct']:.3f}, escalated {ld['escalated']:.3f})",
+        f"  tier-1 tokens spent on escalated requests: {c['tier1_tokens_on_escalated_per_request']:g} per request on average",
+        _tier_line(f"{c['mode']}: tier 1", c["tier1"]),
+        _tier_line(f"{c['mode']}: tier 2", c["tier2"]),
+        f"  {'totals (with router)':<22} routed {_usd(r['monthly_usd'])}/month, {c['mode']} {_usd(c['monthly_usd'])}/month "
+        f"({_usd_k(c['per_1k_requests_usd'])} per 1k requests), all tier 2 {_usd(plan['all_large']['monthly_usd'])}/month; "
+        f"{c['mode']} saves {_pct(c['saving_vs_all_large'])} vs all tier 2",
+    ]
+    slo, sim = sc["slo"], c["sim"]
+    col = "p99" if slo["percentile"] >= 99 else "p95"  # of the table's columns, the nearest below the objective's
+    for k, bound in (("ttft", slo["ttft_s"]), ("e2e", slo["e2e_s"])):
+        got = sim["all"][f"{k}_{col}"] if sim else None
+        if sim and sim["escalated"]["requests"] and bound is not None and got is not None and got > bound:
+            out.append(
+                f"  client-side {k} {col} of the cascade, {_s(got)}, is over the objective's {bound:g} s: escalated requests wait "
+                "for tier 1's whole answer (buffer mode) before tier 2 starts; replicas do not change that (each tier is sized "
+                "to the objective for its own part)"
+            )
+    return out
+
+
+def _usd_k(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"${x:.3f}"
 
 
 def _pct(x: float) -> str:
