@@ -502,14 +502,14 @@ class FakeCascade(FakeTierroute):
         hard = "hard" in body["messages"][-1]["content"]
         await asyncio.sleep(self.delay[1] + (self.delay[2] if hard else 0))
         tier, path = (2, "escalated") if hard else (1, "tier1")
-        info = {"tier": tier, "path": path, "verifier_score": 0.9 if hard else 0.1, "tier1_tokens": 5 if hard else None}
+        info = {"tier": tier, "path": path, "verifier": {"score": 0.9 if hard else 0.1}, "tier1_tokens": 5 if hard else None}
         usage = {"prompt_tokens": 7, "completion_tokens": self.tokens}
         out = {"model": "m", "usage": usage, "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
         headers = {"x-tierroute-tier": str(tier)}
         if self.in_body:
             out["tierroute"] = info
         else:
-            headers.update({"x-tierroute-path": path, "x-tierroute-verifier-score": str(info["verifier_score"])})
+            headers.update({"x-tierroute-path": path, "x-tierroute-verifier-score": str(info["verifier"]["score"])})
             if hard:
                 headers["x-tierroute-tier1-tokens"] = "5"
         if body.get("stream"):

@@ -7,7 +7,7 @@ Time to first token (streaming) is the time to the first chunk that carries cont
 A cascade says which path a request took (``x-tierroute-path`` or the body's ``tierroute.path``: e.g. tier 1's
 answer kept, escalated, direct to tier 2), the verifier's score and the tier-1 tokens an escalated request
 spent, where the endpoint reports them (``x-tierroute-verifier-score`` / ``x-tierroute-tier1-tokens`` or
-``tierroute.verifier_score`` / ``tierroute.tier1_tokens``); absent, they stay None.
+``tierroute.verifier.score`` / ``tierroute.tier1_tokens``); absent, they stay None.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def _from_body(o: Outcome, obj: dict[str, Any]) -> None:
         if o.path is None and isinstance(routed.get("path"), str):
             o.path = routed["path"]
         if o.verifier_score is None:
-            o.verifier_score = _number(routed.get("verifier_score"), float)
+            v = routed.get("verifier")
+            o.verifier_score = _number(v.get("score") if isinstance(v, dict) else routed.get("verifier_score"), float)
         if o.tier1_tokens is None:
             o.tier1_tokens = _number(routed.get("tier1_tokens"), int)
     if o.model is None and isinstance(obj.get("model"), str):
