@@ -18,7 +18,7 @@ from common import free_port, local_args
 
 from app.serve.local import local_graph
 from app.serve.prometheus import CASCADE_METRICS
-from app.verification.artifact import Pair, VerifierArtifact, VerifierExpert
+from app.verification.artifact import Logit, Pair, VerifierArtifact, VerifierExpert
 
 pytestmark = pytest.mark.serve
 
@@ -38,10 +38,8 @@ def write_verifier(path, args) -> str:
 
     info = load_artifact(None).embedder
     anchor = Embedder(AppConfig.model_validate(args).embedder.embedding_model()).encode([ANCHOR])[0].astype(float)
-    expert = VerifierExpert(
-        candidate="test: anchor", features=[], embedding="request_answer",
-        coef=list(40 * anchor), intercept=-40 * 0.4, mean=[0.0] * len(anchor), scale=[1.0] * len(anchor),
-    )  # fmt: skip
+    logit = Logit(coef=list(40 * anchor), intercept=-40 * 0.4, mean=[0.0] * len(anchor), scale=[1.0] * len(anchor))
+    expert = VerifierExpert(candidate="test: anchor", features=[], embedding="request_answer", model=logit)
     art = VerifierArtifact(pair=Pair(tier1="tier1-small", tier2="tier2-large"), embedder=info, experts={"all": expert}, threshold=0.5)
     return str(art.save(path))
 

@@ -17,7 +17,7 @@ from app.serve.cascade import Judge, direct_threshold
 from app.serve.config import AppConfig
 from app.serve.ray_llm import ChatCompletionRequest, CompletionRequest
 from app.serve.responses import tag_sse
-from app.verification.artifact import Pair, VerifierArtifact, VerifierExpert
+from app.verification.artifact import Logit, Pair, VerifierArtifact, VerifierExpert
 
 MSGS = [{"role": "user", "content": "What is 2 + 2?"}]
 
@@ -104,7 +104,8 @@ def test_direct_threshold_is_the_score_at_the_quantile():
 def embedding_verifier(tmp_path, dim=8):
     anchor = np.zeros(dim)
     anchor[0] = 1.0
-    expert = VerifierExpert(candidate="t", features=["log_chars"], embedding="answer", coef=[0.0, *(20 * anchor)], intercept=-10.0, mean=[0.0] * (dim + 1), scale=[1.0] * (dim + 1))
+    logit = Logit(coef=[0.0, *(20 * anchor)], intercept=-10.0, mean=[0.0] * (dim + 1), scale=[1.0] * (dim + 1))
+    expert = VerifierExpert(candidate="t", features=["log_chars"], embedding="answer", model=logit)
     art = VerifierArtifact(pair=Pair(tier1="a", tier2="b"), embedder={"model_id": "test/fake-embedder", "dim": dim}, experts={"all": expert}, threshold=0.5)
     return str(art.save(tmp_path / "v.json"))
 

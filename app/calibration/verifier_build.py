@@ -95,8 +95,15 @@ def build_verifier(
         "candidates": len(cands), "escalation_share": escalation_share, "inner_cv": tables},
     )  # fmt: skip
     scores = [v.score for v in Verifier(art).verify([r.answer for r in rows], embed)]
-    art.threshold = float(np.quantile(scores, 1 - escalation_share))
+    art.threshold = threshold_for_share(np.asarray(scores), escalation_share)
     return art
+
+
+def threshold_for_share(scores: np.ndarray, share: float) -> float:
+    """The lowest score at or above which at most ``share`` of ``scores`` lie (ties never push it over)."""
+    values = np.unique(scores)
+    ok = [v for v in values if (scores >= v).mean() <= share + 1e-9]
+    return float(ok[0]) if ok else float(np.nextafter(values[-1], np.inf))
 
 
 __all__ = ["Pair", "build_verifier", "designs", "nested_report"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.calibration.metrics import format_lift
 from app.verification.artifact import VerifierArtifact
+from app.verification.features import REQUEST_ALL, TEXT_FEATURES
 
 
 def format_verifier_report(report: dict[str, dict]) -> str:
@@ -26,11 +27,11 @@ def describe_verifier(art: VerifierArtifact) -> str:
         f"verifier for {art.pair.tier1} -> {art.pair.tier2} (created {art.created_at})",
         f"  escalate when P(tier 2 does better) >= {art.threshold:.4f}"
         + (f" (escalates {art.report['escalation_share']:.0%} of the calibration rows)" if "escalation_share" in art.report else ""),
-        f"  kinds: {', '.join(art.experts)}" + (f", told apart by a gate over the request's embedding ({art.embedder.model_id})" if art.gate else ""),
+        f"  kinds: {', '.join(art.experts)}" + (", told apart by a gate over the request's length, step counts and format" if art.gate else ""),
     ]
     for kind, e in art.experts.items():
         lp = any(f.startswith("lp_") for f in e.features)
-        uses = "text features" + (", request features" if any(f.startswith("request_") for f in e.features) else "")
+        uses = "text features" + (", request features" if set(e.features) & (set(REQUEST_ALL) - set(TEXT_FEATURES)) else "")
         uses += (", log-probabilities" if lp else "") + (f", the {e.embedding.replace('_', ' + ')} embedding" if e.embedding != "none" else "")
         lines.append(f"  {kind:<10} {e.candidate}  ({e.form}; reads {uses})")
     nested = art.report.get("nested") or {}
