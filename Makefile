@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test run demo artifact bench bench-serve bench-embed clean
+.PHONY: setup test run demo artifact verifier bench bench-serve bench-embed clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,10 @@ demo: setup
 
 artifact: setup
 	$(VENV)/bin/tierroute calibrate --data ../shared/data --exemplars app/calibration/exemplars/exemplars.jsonl --tier2-share 0.15 --min-source-share 0.08 --repeats 3 --output app/routing/artifacts/default.json
+
+# The shipped verifier (cascade routing): the Llama-3.1 8B/70B answer rows of ../shared/data (docs/verifier.md).
+verifier: setup
+	$(VENV)/bin/tierroute calibrate --data ../shared/data --verifier-only --verifier-output app/verification/artifacts/default.json --repeats 1
 
 bench: setup
 	$(PY) scripts/bench_score.py

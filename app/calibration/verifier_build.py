@@ -4,7 +4,7 @@ Each source is a kind. Per source, :func:`nested_report` runs the whole choice (
 inside an outer cross-validation, so the figure is on rows neither the choice nor the fit saw; beside
 it: the request's length, the answer's length (the simplest answer-aware verifier) and random, with the
 lift over each length and a paired bootstrap interval. :func:`build_verifier` then chooses and fits
-each kind's expert on all its rows, the gate over kinds (the requests' kind features), and the threshold (escalate the top
+each kind's expert on all its rows, the gate over kinds (the answers' format), and the threshold (escalate the top
 ``escalation_share`` of calibration rows).
 """
 
@@ -80,7 +80,7 @@ def build_verifier(
     with_embedding: bool = False, command: str | None = None, data: dict[str, str] | None = None,
 ) -> VerifierArtifact:  # fmt: skip
     """Choose and fit each source's expert on all its rows; the gate (when more than one source) over the
-    requests' kind features; the threshold that escalates ``escalation_share`` of the calibration rows."""
+    answers' format; the threshold that escalates ``escalation_share`` of the calibration rows."""
     ds = designs(rows, embed if with_embedding else None, progress)
     with_lp = all(r.answer.logprobs for r in rows)
     cands = candidates(with_lp, with_embedding)
@@ -88,7 +88,7 @@ def build_verifier(
     for source, (idx, d) in tqdm(ds.items(), desc="fit verifier", unit="source", disable=not progress):
         best, tables[source] = choose(cands, d, np.arange(len(idx)), n_inner, seed)
         experts[source] = fit_expert(best, d, np.arange(len(idx)))
-    gate = fit_gate([r.answer.request for r in rows], [r.source for r in rows]) if len(experts) > 1 else None
+    gate = fit_gate([r.answer for r in rows], [r.source for r in rows]) if len(experts) > 1 else None
     art = VerifierArtifact(
         pair={"tier1": pair[0], "tier2": pair[1]}, embedder=embedder if with_embedding else None, gate=gate,
         experts=experts, threshold=0.5, report={"command": command, "data": data or {}, "nested": report or {},

@@ -5,8 +5,8 @@ request's length and step counts, plus log-probability features where every row 
 embedding of the answer's end -- in their form (``needs_strong``: one logistic model of "tier 1 wrong
 and tier 2 right"; ``product``: P(tier 1 wrong) x P(tier 2 right), two models) and in their
 regularisation ``C``. Within a kind the choice is made on inner folds (:func:`choose`); ties go to the
-earlier, simpler candidate. The gate (request -> kind) is a multinomial logistic model over the
-request's kind features (its length, step counts and format).
+earlier, simpler candidate. The gate (answer -> kind) is a multinomial logistic model over the
+answer's format, so text added to a request cannot move it to another kind's expert.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from app.calibration.answers import AnswerRow
 from app.calibration.metrics import apgr, curve
 from app.routing.artifact import Gate
 from app.verification.artifact import Logit, VerifierExpert
-from app.verification.features import KIND_FEATURES, LOGPROB_FEATURES, REQUEST_ALL, TEXT_FEATURES, kind_features
+from app.verification.features import ANSWER_KIND_FEATURES, LOGPROB_FEATURES, REQUEST_ALL, TEXT_FEATURES
 from app.verification.verifier import answer_features
 
 C_GRID = (0.01, 0.03, 0.1, 0.3)
@@ -130,9 +130,9 @@ def choose(cands: list[Candidate], d: Design, idx: np.ndarray, n_inner: int, see
     return best, table
 
 
-def fit_gate(requests: list[str], kinds: list[str]) -> Gate:
-    """The request's kind features -> kind (multinomial logistic)."""
-    x = np.array([[f[n] for n in KIND_FEATURES] for f in map(kind_features, requests)], dtype=np.float64)
+def fit_gate(answers: list, kinds: list[str]) -> Gate:
+    """The answer's format (:data:`ANSWER_KIND_FEATURES`) -> kind (multinomial logistic)."""
+    x = np.array([[f[n] for n in ANSWER_KIND_FEATURES] for f in map(answer_features, answers)], dtype=np.float64)
     mean, scale = x.mean(0), x.std(0)
     scale = np.where(scale > 1e-9, scale, 1.0)
     names = sorted(set(kinds))

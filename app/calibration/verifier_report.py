@@ -27,7 +27,7 @@ def describe_verifier(art: VerifierArtifact) -> str:
         f"verifier for {art.pair.tier1} -> {art.pair.tier2} (created {art.created_at})",
         f"  escalate when P(tier 2 does better) >= {art.threshold:.4f}"
         + (f" (escalates {art.report['escalation_share']:.0%} of the calibration rows)" if "escalation_share" in art.report else ""),
-        f"  kinds: {', '.join(art.experts)}" + (", told apart by a gate over the request's length, step counts and format" if art.gate else ""),
+        f"  kinds: {', '.join(art.experts)}" + (", told apart by a gate over the answer's format" if art.gate else ""),
     ]
     for kind, e in art.experts.items():
         lp = any(f.startswith("lp_") for f in e.features)

@@ -1,7 +1,7 @@
 """The verifier artifact: one versioned JSON file, the verifier of one model pair.
 
 It names the pair it was fitted for (tier 1 / tier 2 models), the embedder (only when an expert uses
-embeddings), a gate (the request's kind features -> kind; none with one kind) and, per
+embeddings), a gate (the answer's format -> kind; none with one kind: text added to a request cannot move it to another kind's expert) and, per
 kind, an expert: a logistic model over answer features (:mod:`app.verification.features`) and, where it
 paid, the embedding of the request and the answer's end, whose output is P(tier 2 would do better than
 tier 1's answer). ``threshold``: escalate at or above it. ``report``: how it was fitted and what it
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from app.files import write_atomic
 from app.routing.artifact import ArtifactError, EmbedderInfo, Gate
 from app.validation import first_error
+from app.verification.features import ANSWER_KIND_FEATURES
 
 FORMAT = "tierroute.verifier"
 VERSION = 1
@@ -85,7 +86,10 @@ class VerifierArtifact(BaseModel):
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     pair: Pair
     embedder: EmbedderInfo | None = Field(None, description="the embedding model (None when no expert uses embeddings)")
-    gate: Gate | None = Field(None, description="the request's kind features (features.KIND_FEATURES) -> kind; None with one kind")
+    gate: Gate | None = Field(None, description="gate_features -> kind; None with one kind")
+    gate_features: list[str] = Field(
+        default_factory=lambda: list(ANSWER_KIND_FEATURES), description="what the gate reads: the answer's format (features.ANSWER_KIND_FEATURES)"
+    )
     experts: dict[str, VerifierExpert] = Field(min_length=1)
     threshold: float = Field(ge=0, le=1, description="escalate when the score is at or above it")
     report: dict[str, Any] = Field(default_factory=dict, description="command, data, nested figures per source")

@@ -43,6 +43,14 @@ TEXT_FEATURES = (
 )  # fmt: skip
 REQUEST_FEATURES = tuple(f"request_{n}" for n in FEATURE_NAMES)  # the router's prompt features, of the request
 KIND_FEATURES = REQUEST_FEATURES + ("request_options", "request_code_block", "request_latex", "request_assert", "request_json")
+# What tells kinds apart (the verifier's gate): the answer's format and the request's *format* -- lettered
+# options, a code block, LaTeX, an assertion -- never its length or wording, so padding or an instruction
+# added to a request cannot move it to another kind's expert.
+ANSWER_KIND_FEATURES = (
+    "answer_json", "answer_latex", "answer_code_words", "answer_quoted_final", "option_stated", "final_is_number",
+    "final_small_integer", "final_latex_ops", "final_literal", "final_container", "log_chars",
+    "request_options", "request_code_block", "request_latex", "request_assert",
+)  # fmt: skip
 CODE_FEATURES = ("code_lines", "code_loops", "code_branches", "code_method_calls", "code_slices", "code_comprehensions", "code_returns")
 REQUEST_ALL = KIND_FEATURES + CODE_FEATURES  # every request feature an expert may read
 LOGPROB_FEATURES = ("lp_mean", "lp_min", "lp_q05", "lp_q10", "lp_q25", "lp_median", "lp_final_mean", "lp_tokens")
@@ -238,4 +246,16 @@ def code_features(request: str) -> dict[str, float]:
         "code_slices": math.log1p(len(re.findall(r"\[[^\]]*:[^\]]*\]", code))),
         "code_comprehensions": math.log1p(len(re.findall(r"\[[^\]]* for ", code))),
         "code_returns": math.log1p(code.count("return")),
+    }
+
+
+def answer_kind_features(answer: str) -> dict[str, float]:
+    """The answer's format: JSON, LaTeX, code words, a quoted final answer (with :data:`TEXT_FEATURES`' own)."""
+    final = (final_answer(answer) or "").strip()
+    head = answer.lstrip()[:12]
+    return {
+        "answer_json": float(head.startswith("{") or head.startswith("```json")),
+        "answer_latex": math.log1p(answer.count("\\") + answer.count("$")),
+        "answer_code_words": math.log1p(len(re.findall(r"\b(?:function|return|list|string|append|loop|index)\b", answer))),
+        "answer_quoted_final": float(final[:1] in ("'", '"')),
     }

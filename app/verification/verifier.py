@@ -16,7 +16,7 @@ import numpy as np
 
 from app.routing.artifact import ArtifactError
 from app.verification.artifact import Logit, VerifierArtifact, VerifierExpert
-from app.verification.features import KIND_FEATURES, LOGPROB_FEATURES, code_features, kind_features, logprob_features, text_features
+from app.verification.features import LOGPROB_FEATURES, answer_kind_features, code_features, kind_features, logprob_features, text_features
 
 REQUEST_CHARS = 400  # of the request, in the request+answer embedding text
 ANSWER_CHARS = 700  # of the answer's end, in either embedding text
@@ -44,6 +44,7 @@ class Verdict:
 def answer_features(a: Answer) -> dict[str, float]:
     """Every feature of ``a`` an expert may use: text, request, and log-probability features (when ``a`` has them)."""
     feats = text_features(a.request, a.answer) | kind_features(a.request) | code_features(a.request)
+    feats |= answer_kind_features(a.answer)
     return feats | (logprob_features(a.logprobs, a.tokens) or {})
 
 
@@ -85,17 +86,18 @@ class Verifier:
             out.append(embedding_text(a, which))
         return out
 
-    def kind_of(self, a: Answer, embeddings: dict[str, np.ndarray]) -> str:
+    def kind_of(self, a: Answer) -> str:
+        """The kind whose expert judges ``a`` (the gate over the artifact's ``gate_features``)."""
         if self._gate is None:
             return self.kinds[0]
         coef, intercept, mean, scale = self._gate
-        feats = kind_features(a.request)
-        x = np.array([feats[f] for f in KIND_FEATURES])
+        feats = answer_features(a)
+        x = np.array([feats[f] for f in self.artifact.gate_features])
         return self.kinds[int(np.argmax(coef @ ((x - mean) / scale) + intercept))]
 
     def verdict(self, a: Answer, embeddings: dict[str, np.ndarray]) -> Verdict:
         """The verdict on ``a``; ``embeddings``: text -> its embedding, for each of :meth:`texts`."""
-        kind = self.kind_of(a, embeddings)
+        kind = self.kind_of(a)
         expert = self.artifact.experts[kind]
         feats = answer_features(a)
         score = float(score_expert(expert, feats, embeddings.get(embedding_text(a, expert.embedding)) if expert.embedding != "none" else None))
