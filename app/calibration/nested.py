@@ -17,6 +17,7 @@ from app.calibration.fit import LABEL_PRIOR, fit_router
 from app.calibration.metrics import format_lift, length_scores, mean_lift_interval, random_baseline
 from app.calibration.prepared import Prepared, folds, source_figures
 from app.calibration.selection import KindChoice, within_group_ranks
+from app.routing.artifact import TOP_KIND
 from app.routing.router import KindsScorer
 
 @dataclass
@@ -42,6 +43,7 @@ def nested_cv(
     plain: dict[str, KindChoice] | None = None,
     progress: bool = True,
     repeats: int = 1,
+    mixing: str = TOP_KIND,
 ) -> Evaluation:
     """Score every row with a router whose choice and calibration never saw it.
 
@@ -60,7 +62,7 @@ def nested_cv(
         splits = folds(p, rows, n_outer, seed + r)
         desc = "nested cross-validation" + (f" {r + 1}/{repeats}" if repeats > 1 else "")
         for i, (tr, te) in enumerate(tqdm(splits, desc=desc, unit="fold", disable=not progress)):
-            fit = fit_router(p, rows[tr], n_inner, seed + r, family, label_prior)
+            fit = fit_router(p, rows[tr], n_inner, seed + r, family, label_prior, mixing)
             oof[te], fold[te] = KindsScorer(fit.params)(p.emb[te], p.feats[te])[0], i
             chosen.append({k: c.chosen.name for k, c in fit.choices.items()})
         # Each outer fold has its own model: compare a source's prompts within their fold (ranks),
@@ -104,7 +106,7 @@ def source_report(
 
 def format_nested(report: dict[str, dict]) -> str:
     repeats = max((len(r.get("router by repeat", [0])) for r in report.values()), default=1)
-    head = f"{'source':<22}{'metric':>7}{'n':>6}{'nested':>9}{'plain CV':>10}{'length':>9}{'random':>9}   lift over length [90% CI]"
+    head = f"{'source':<26}{'metric':>7}{'n':>6}{'nested':>9}{'plain CV':>10}{'length':>9}{'random':>9}   lift over length [90% CI]"
     lines = [head + (f"   nested in each of {repeats} repeats" if repeats > 1 else "")]
     for s, r in report.items():
         lift = r.get("lift over length")
@@ -112,7 +114,7 @@ def format_nested(report: dict[str, dict]) -> str:
         plain = r.get("plain CV (best candidate)")
         each = "   " + " ".join(f"{v:.3f}" for v in r["router by repeat"]) if "router by repeat" in r else ""
         lines.append(
-            f"{s:<22}{r['metric']:>7}{r['n']:>6}{r['router']:>9.3f}{(f'{plain:.3f}' if plain is not None else '-'):>10}"
+            f"{s:<26}{r['metric']:>7}{r['n']:>6}{r['router']:>9.3f}{(f'{plain:.3f}' if plain is not None else '-'):>10}"
             f"{r['prompt length']:>9.3f}{r['random']:>9.3f}   {li:<26}{each}".rstrip()
         )
     return "\n".join(lines)
