@@ -130,3 +130,22 @@ def test_cached_embeddings_are_reused_and_only_new_texts_are_embedded(tmp_path):
     e.seen.clear()
     cached_encode(e, ["c"], None, progress=False)  # no cache: everything is embedded
     assert e.seen == ["c"]
+
+
+def test_nested_cv_scores_the_same_fits_with_the_other_mixing_rule_and_the_artifact_records_both():
+    from app.calibration.build import build_artifact
+    from app.calibration.fit import fit_router
+    from app.calibration.nested import nested_cv
+
+    fake = FakeEmbedder()
+    ex = [Example(text=f"please prove item {i} " + "w " * (i % 9), source="a", weak=float(i % 3 != 0), strong=1.0) for i in range(60)]
+    ex += [Example(text=f"what is thing {i} " + "w " * (i % 5), source="b", weak=float(i % 4 != 0), strong=1.0) for i in range(60)]
+    p = prepare(Dataset(ex, {"x": "0"}), fake, progress=False)
+    fit = fit_router(p, np.arange(len(p.y)), n_splits=3)
+    assert fit.params.mixing == TOP_KIND
+    ev = nested_cv(p, 3, 2, plain=fit.choices, progress=False)
+    assert ev.other_mixing["mixing"] == MIXTURE and set(ev.other_mixing["by_source"]) == set(ev.report) == {"a", "b"}
+    art = build_artifact(p, fake, fit, ev, command="test")
+    assert art.scorer.mixing == TOP_KIND and art.build["mixing"] == TOP_KIND
+    assert art.build["nested_cross_validation"]["other_mixing"]["mixing"] == MIXTURE
+    assert "pair" not in art.build  # no known model pair in these sources

@@ -69,7 +69,11 @@ def build_artifact(
             **({"pair": pair} if (pair := model_pair(p)) else {}),
             "label_prior": label_prior,
             "data": {"checksums": p.ds.checksums, "rows": {s: int((p.src == s).sum()) for s in sorted(set(p.src))}},
-            "nested_cross_validation": {"by_source": evaluation.report, "chosen_per_fold": evaluation.chosen},
+            "nested_cross_validation": {
+                "by_source": evaluation.report,
+                "chosen_per_fold": evaluation.chosen,
+                **({"other_mixing": evaluation.other_mixing} if evaluation.other_mixing else {}),
+            },
             "cross_validation": {k: c.table for k, c in fit.choices.items()},
         },
     )

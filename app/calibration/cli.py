@@ -248,6 +248,9 @@ def _print_calibration(args, art, fit, evaluation, on_traffic: bool) -> None:
     again = f"; the mean over {args.repeats} outer splits" if args.repeats > 1 else ""
     print(f"\nnested cross-validation (selection and calibration inside the folds{again}) per source:")
     print(format_nested(evaluation.report))
+    if evaluation.other_mixing:
+        print(f"\nthe same fits scored with mixing {evaluation.other_mixing['mixing']!r} instead:")
+        print(format_nested(evaluation.other_mixing["by_source"]))
     shares = art.operating_point.get("tier2_share_by_source", {})
     print(
         f"\nchosen: {art.build['chosen']}; threshold {art.threshold:.4f} -> {100 * art.tier2_share:.1f}% tier 2 on "
