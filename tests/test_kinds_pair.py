@@ -149,3 +149,20 @@ def test_nested_cv_scores_the_same_fits_with_the_other_mixing_rule_and_the_artif
     assert art.scorer.mixing == TOP_KIND and art.build["mixing"] == TOP_KIND
     assert art.build["nested_cross_validation"]["other_mixing"]["mixing"] == MIXTURE
     assert "pair" not in art.build  # no known model pair in these sources
+
+
+def test_an_interrupted_embedding_run_keeps_what_it_embedded(tmp_path, monkeypatch):
+    import app.calibration.prepared as prepared
+
+    class FailsOnC(CountingEmbedder):
+        def encode(self, texts, progress=False):
+            if "ccc" in texts:
+                raise KeyboardInterrupt
+            return super().encode(texts, progress)
+
+    monkeypatch.setattr(prepared, "CACHE_SAVE_EVERY", 1)
+    with pytest.raises(KeyboardInterrupt):
+        cached_encode(FailsOnC(), ["a", "bb", "ccc"], tmp_path, progress=False)  # shortest first: a, bb saved
+    e = CountingEmbedder()
+    cached_encode(e, ["a", "bb", "ccc"], tmp_path, progress=False)
+    assert e.seen == ["ccc"]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
+from tqdm.auto import tqdm
 
 from app.calibration.data import Dataset, Example
 from app.calibration.metrics import by_source
@@ -24,6 +25,7 @@ from app.routing.embed import Embedder, cache_dir
 from app.routing.text import feature_matrix
 
 CHAT = "chat"  # the kind of every label-only source
+CACHE_SAVE_EVERY = 256  # texts embedded between two writes of the embedding cache (an interrupted run keeps its work)
 
 
 @dataclass
@@ -59,7 +61,8 @@ def cached_encode(embedder: Embedder, texts: list[str], cache: Path | None, prog
     """``embedder.encode(texts)``, reusing the vectors of texts embedded before with the same model and prefix.
 
     The cache is one ``.npz`` per model and prefix under ``cache`` (text sha256 -> vector); only the texts it lacks
-    are embedded, and they are added to it. ``cache=None`` embeds everything.
+    are embedded (shortest first), and they are added to it every CACHE_SAVE_EVERY texts, so an interrupted run
+    keeps what it embedded. ``cache=None`` embeds everything.
     """
     if cache is None:
         return embedder.encode(texts, progress=progress)
@@ -70,15 +73,24 @@ def cached_encode(embedder: Embedder, texts: list[str], cache: Path | None, prog
     if path.is_file():
         with np.load(path) as z:
             known = dict(zip(z["keys"].tolist(), z["emb"]))
-    missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
-    if missing:
-        new = embedder.encode([t for _, t in missing], progress=progress)
-        known.update(zip([k for k, _ in missing], new))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=np.array(list(known)), emb=np.stack(list(known.values())).astype(np.float32))
-        tmp.replace(path)
+    missing = {k: t for k, t in zip(keys, texts) if k not in known}
+    todo = sorted(missing, key=lambda k: len(missing[k]))  # shortest first, saved every CACHE_SAVE_EVERY texts
+    bar = tqdm(total=len(todo), desc="embedding", unit="prompt", disable=not progress or not todo)
+    for start in range(0, len(todo), CACHE_SAVE_EVERY):
+        part = todo[start : start + CACHE_SAVE_EVERY]
+        known.update(zip(part, embedder.encode([missing[k] for k in part])))
+        _save(path, known)
+        bar.update(len(part))
+    bar.close()
     return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+def _save(path: Path, known: dict[str, np.ndarray]) -> None:
+    """Write the cache whole under a temporary name, then rename it (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, keys=np.array(list(known)), emb=np.stack(list(known.values())).astype(np.float32))
+    tmp.replace(path)
 
 
 def prepare(ds: Dataset, embedder: Embedder, progress: bool = True, cache: Path | None = None) -> Prepared:
