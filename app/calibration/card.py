@@ -96,14 +96,14 @@ def format_card(c: dict[str, Any]) -> str:
     )
     if c["quality"]:
         lines.append("quality on prompts the router was not chosen or fitted on (nested cross-validation):")
-        lines.append(f"  {'source':<24}{'metric':>7}{'n':>6}{'router':>8}{'length':>8}{'random':>8}   lift [90% CI]             verdict")
+        lines.append(f"  {'source':<28}{'metric':>7}{'n':>6}{'router':>8}{'length':>8}{'random':>8}   lift [90% CI]             verdict")
     else:
         lines.append("quality: no nested cross-validation recorded in this artifact")
     for s, q in c["quality"].items():
         lift = format_lift(q) if q["lift"] is not None else "-"
         random = f"{q['random']:.3f}" if q["random"] is not None else "-"
         lines.append(
-            f"  {s:<24}{q['metric']:>7}{q['n']:>6}{q['router']:>8.3f}{q['prompt length']:>8.3f}{random:>8}   {lift:<26}{q['verdict']}"
+            f"  {s:<28}{q['metric']:>7}{q['n']:>6}{q['router']:>8.3f}{q['prompt length']:>8.3f}{random:>8}   {lift:<26}{q['verdict']}"
         )
     if c["not_better_than_length"]:
         lines.append(
