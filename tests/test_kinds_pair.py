@@ -75,7 +75,9 @@ def app_config(name: str):
 def test_serving_warns_once_when_the_tiers_are_not_the_artifacts_pair(caplog, monkeypatch):
     from app.serve.graph import logger, warn_if_other_pair
 
-    monkeypatch.setattr(logger, "handlers", [caplog.handler])  # Ray's logging setup may stop propagation to the root
+    # Ray's logging setup may or may not stop propagation to the root: catch the records here, once either way
+    monkeypatch.setattr(logger, "handlers", [caplog.handler])
+    monkeypatch.setattr(logger, "propagate", False)
 
     art = pair_artifact(LLAMA)
     assert art.serves_pair("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4", "neuralmagic/Meta-Llama-3.1-70B-Instruct-FP8")
