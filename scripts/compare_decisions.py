@@ -63,9 +63,12 @@ def _request(row: dict) -> dict:
 
 def calibration_files(data: Path, exemplars: Path) -> list[Path]:
     """The files `make artifact` reads, in app.calibration.data.load_shared_dir's order, exemplars first."""
+    pair = "llama31_8b_vs_70b"  # app.calibration.data.LLAMA31, the pair files load_shared_dir reads by default
     shared = sorted((data / "routellm/mmlu/responses").glob("mmlu_*.csv")) + [
         data / "routellm/gsm8k/gsm8k_responses.csv",
         data / "grade-school-math/example_model_solutions.jsonl",
+        data / f"mmlu_pro/{pair}.csv",
+        *(data / f"zeroeval/{kind}_{pair}.csv" for kind in ("gsm8k", "math_l5", "crux")),
         data / "arena-hard-auto/data/arena-hard-v0.1/question.jsonl",
     ]
     return [exemplars] + [p for p in shared if p.is_file()]

@@ -76,3 +76,23 @@ def test_shared_dir_layout_and_needs_strong_rates():
     assert round(100 * sum(e.target for e in gsm) / len(gsm)) == 27
     assert {e.group for e in mmlu} >= {"abstract_algebra", "professional_law"}
     assert all(e.target == 1 for e in arena)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")
+def test_shared_dir_reads_the_llama_pairs_as_kinds_of_their_own_and_never_alpacaeval():
+    from app.calibration.data import pair_source
+    from app.calibration.prepared import kind_of
+
+    ds = load_shared_dir(SHARED_DATA)
+    n = {s: sum(e.source == s for e in ds.examples) for s in ds.sources()}
+    llama = {pair_source(k, "llama31_8b_vs_70b"): rows for k, rows in (("mmlu-pro", 4650), ("gsm8k", 391), ("math-l5", 341), ("crux", 390))}
+    assert {s: n.get(s) for s in llama} == llama
+    assert {kind_of(e) for e in ds.examples if e.source in llama} == {"mmlu-pro", "gsm8k", "math-l5", "crux"}
+    pro = [e for e in ds.examples if e.source == "mmlu-pro:llama31-8b-vs-70b"]
+    assert round(100 * sum(e.target for e in pro) / len(pro)) == 25 and {e.group for e in pro} >= {"law", "math"}
+    assert not any("alpaca" in s or "arena-bench" in s for s in n)
+    old = load_shared_dir(SHARED_DATA, pairs=())  # the sources before the pair files, as they were
+    assert old.sources() == ["arena-hard", "gsm8k", "gsm8k:gpt3-6b-vs-175b", "mmlu"]
+    bench = load_shared_dir(SHARED_DATA, pairs=(), arena_bench=("gpt35_vs_gpt4",))
+    judged = [e for e in bench.examples if e.source == "arena-bench:gpt35-vs-gpt4"]
+    assert len(judged) == 149 and all(1 <= e.weak <= 10 for e in judged)

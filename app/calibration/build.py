@@ -10,12 +10,24 @@ from __future__ import annotations
 import numpy as np
 
 from app import __version__
+from app.calibration.data import PAIR_MODELS, pair_source
 from app.calibration.fit import LABEL_PRIOR, Fit
 from app.calibration.nested import Evaluation
 from app.calibration.prepared import Prepared
 from app.calibration.threshold import choose_threshold, mix_weights, source_shares, weighted_quantiles
 from app.routing.artifact import Artifact, EmbedderInfo, Hybrid
 from app.routing.embed import Embedder
+
+
+def model_pair(p: Prepared) -> dict[str, object] | None:
+    """The (tier 1, tier 2) models the data's outcome pairs name, when exactly one known pair is present
+    (app.calibration.data.PAIR_MODELS, e.g. the Llama-3.1 8B/70B sources): the pair the artifact is for."""
+    pairs = {s.split(":", 1)[1] for s in set(p.src) if ":" in s} & {pair_source("", k)[1:] for k in PAIR_MODELS}
+    if len(pairs) != 1:
+        return None
+    (name,) = pairs
+    tier1, tier2 = PAIR_MODELS[name.replace("-", "_")]
+    return {"tier1": tier1, "tier2": tier2, "sources": sorted(s for s in set(p.src) if s.endswith(":" + name))}
 
 
 def build_artifact(
@@ -53,9 +65,15 @@ def build_artifact(
             "tierroute_version": __version__,
             "command": command,
             "chosen": {k: c.chosen.name for k, c in fit.choices.items()},
+            "mixing": fit.params.mixing,
+            **({"pair": pair} if (pair := model_pair(p)) else {}),
             "label_prior": label_prior,
             "data": {"checksums": p.ds.checksums, "rows": {s: int((p.src == s).sum()) for s in sorted(set(p.src))}},
-            "nested_cross_validation": {"by_source": evaluation.report, "chosen_per_fold": evaluation.chosen},
+            "nested_cross_validation": {
+                "by_source": evaluation.report,
+                "chosen_per_fold": evaluation.chosen,
+                **({"other_mixing": evaluation.other_mixing} if evaluation.other_mixing else {}),
+            },
             "cross_validation": {k: c.table for k, c in fit.choices.items()},
         },
     )

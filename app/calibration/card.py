@@ -1,7 +1,8 @@
 """What an artifact is and how far to trust it: the card ``tierroute show`` prints.
 
-Everything comes from what ``calibrate`` recorded in the artifact: the kinds of traffic it
-knows and each kind's expert, the operating point (the traffic its threshold was set on and
+Everything comes from what ``calibrate`` recorded in the artifact: the model pair whose outcomes
+it was calibrated on (when recorded), the kinds of traffic it knows, each kind's expert and how
+they make one score, the operating point (the traffic its threshold was set on and
 each source's tier-2 share there), whether the router-LLM hybrid was fitted, and per source
 the honest (nested) figure beside prompt length and random, with a verdict read from the
 interval of the lift over length. Where the router does not beat length the card says so:
@@ -61,6 +62,8 @@ def card(art: Artifact) -> dict[str, Any]:
         "tierroute_version": build.get("tierroute_version"),
         "command": build.get("command"),
         "embedder": art.embedder.model_id,
+        "pair": dict(zip(("tier1", "tier2"), art.pair)) if art.pair else None,
+        "mixing": art.scorer.mixing,
         "kinds": kinds,
         "threshold": art.threshold,
         "tier2_share": art.tier2_share,
@@ -78,7 +81,10 @@ def format_card(c: dict[str, Any]) -> str:
     lines = [f"artifact built {c['created_at']} by tierroute {c['tierroute_version'] or '?'}; embedder {c['embedder']}"]
     if c["command"]:
         lines.append(f"  command: {c['command']}")
-    lines.append("kinds of traffic and their experts:")
+    if c["pair"]:
+        lines.append(f"calibrated for tier 1 {c['pair']['tier1']} / tier 2 {c['pair']['tier2']} (their outcomes; other models: calibrate on yours)")
+    how = "the most likely kind's expert" if c["mixing"] == "top-kind" else "the gate-weighted mixture of the experts (older artifacts)"
+    lines.append(f"kinds of traffic and their experts (score: {how}):")
     width = max(12, *(len(k) for k in c["kinds"]))
     lines += [f"  {k:<{width}} {v['expert']} (calibrated on {v['calibrated on']})" for k, v in c["kinds"].items()]
     lines.append(f"threshold {c['threshold']:.4f}: {100 * c['tier2_share']:.1f}% tier 2 on {c['traffic'] or 'its calibration traffic'}")
@@ -90,14 +96,14 @@ def format_card(c: dict[str, Any]) -> str:
     )
     if c["quality"]:
         lines.append("quality on prompts the router was not chosen or fitted on (nested cross-validation):")
-        lines.append(f"  {'source':<24}{'metric':>7}{'n':>6}{'router':>8}{'length':>8}{'random':>8}   lift [90% CI]             verdict")
+        lines.append(f"  {'source':<28}{'metric':>7}{'n':>6}{'router':>8}{'length':>8}{'random':>8}   lift [90% CI]             verdict")
     else:
         lines.append("quality: no nested cross-validation recorded in this artifact")
     for s, q in c["quality"].items():
         lift = format_lift(q) if q["lift"] is not None else "-"
         random = f"{q['random']:.3f}" if q["random"] is not None else "-"
         lines.append(
-            f"  {s:<24}{q['metric']:>7}{q['n']:>6}{q['router']:>8.3f}{q['prompt length']:>8.3f}{random:>8}   {lift:<26}{q['verdict']}"
+            f"  {s:<28}{q['metric']:>7}{q['n']:>6}{q['router']:>8.3f}{q['prompt length']:>8.3f}{random:>8}   {lift:<26}{q['verdict']}"
         )
     if c["not_better_than_length"]:
         lines.append(

@@ -77,6 +77,10 @@ def _calibrate_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--prefix", default="", help="task prefix for the embedding model, e.g. 'classification: '")
     c.add_argument("--family", choices=["length", "logistic", "topic", "knn"], help="force one expert family for every kind")
     c.add_argument(
+        "--mixing", choices=["top-kind", "mixture"], default="top-kind",
+        help="one score from the kinds' experts: the most likely kind's (default; keeps each kind's order) or the gate-weighted mixture",
+    )  # fmt: skip
+    c.add_argument(
         "--label-prior", type=float, default=0.15,
         help="label-only kinds (simple/complex exemplars) have no outcome rate: their mean P(needs the large model) (default 0.15)",
     )  # fmt: skip
@@ -193,7 +197,7 @@ def run_calibrate(args) -> int:
     from app.calibration.data import load_file, sha256_file
     from app.calibration.fit import fit_router
     from app.calibration.nested import nested_cv
-    from app.calibration.prepared import prepare
+    from app.calibration.prepared import embedding_cache, prepare
     from app.calibration.threshold import set_operating_point
     from app.feedback.endpoint import api_key_from_env
     from app.routing.embed import DEFAULT_MODEL, Embedder, EmbedderConfig
@@ -213,11 +217,12 @@ def run_calibrate(args) -> int:
         ds = ds.extend(load_file(path))
     print(f"calibration data: {len(ds)} prompts from {', '.join(ds.sources())}", file=sys.stderr)
     embedder = Embedder(EmbedderConfig(model=args.embedding_model or DEFAULT_MODEL, prefix=args.prefix))
-    prepared = prepare(ds, embedder)
-    fit = fit_router(prepared, np.arange(len(ds)), args.folds, args.seed, args.family, args.label_prior)
+    prepared = prepare(ds, embedder, cache=embedding_cache())
+    fit = fit_router(prepared, np.arange(len(ds)), args.folds, args.seed, args.family, args.label_prior, args.mixing)
     evaluation = nested_cv(
-        prepared, args.folds, args.folds - 1, args.seed, args.family, args.label_prior, plain=fit.choices, repeats=args.repeats
-    )
+        prepared, args.folds, args.folds - 1, args.seed, args.family, args.label_prior, plain=fit.choices, repeats=args.repeats,
+        mixing=args.mixing,
+    )  # fmt: skip
     art = build_artifact(
         prepared, embedder, fit, evaluation, args.tier2_share, args.recover, args.label_prior, args.min_source_share,
         command=args.command_line,
@@ -253,6 +258,9 @@ def _print_calibration(args, art, fit, evaluation, on_traffic: bool) -> None:
     again = f"; the mean over {args.repeats} outer splits" if args.repeats > 1 else ""
     print(f"\nnested cross-validation (selection and calibration inside the folds{again}) per source:")
     print(format_nested(evaluation.report))
+    if evaluation.other_mixing:
+        print(f"\nthe same fits scored with mixing {evaluation.other_mixing['mixing']!r} instead:")
+        print(format_nested(evaluation.other_mixing["by_source"]))
     shares = art.operating_point.get("tier2_share_by_source", {})
     print(
         f"\nchosen: {art.build['chosen']}; threshold {art.threshold:.4f} -> {100 * art.tier2_share:.1f}% tier 2 on "

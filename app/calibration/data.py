@@ -183,7 +183,27 @@ def load_file(
     return Dataset(out, {str(path): sha256_file(path)})
 
 
-def load_shared_dir(root: str | Path, include_arena: bool = True) -> Dataset:
+# The permissive outcome pairs of ``mmlu_pro/`` and ``zeroeval/`` (see SOURCES.md sections 5-6): the file
+# name's source prefix -> the kind of traffic its rows are (the source is "<kind>:<pair>", so a second pair of
+# the same questions joins its kind, as gsm8k:gpt3-6b-vs-175b does).
+PAIR_SOURCES: tuple[tuple[str, str], ...] = (
+    ("mmlu_pro/", "mmlu-pro"),
+    ("zeroeval/gsm8k_", "gsm8k"),
+    ("zeroeval/math_l5_", "math-l5"),
+    ("zeroeval/crux_", "crux"),
+)
+LLAMA31 = "llama31_8b_vs_70b"  # the product's pair: Llama-3.1 8B (tier 1) / 70B (tier 2)
+PAIR_MODELS = {LLAMA31: ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct")}
+
+
+def pair_source(kind: str, pair: str) -> str:
+    """The source name of a pair file: ``crux`` + ``llama31_8b_vs_70b`` -> ``crux:llama31-8b-vs-70b``."""
+    return f"{kind}:{pair.replace('_', '-')}"
+
+
+def load_shared_dir(
+    root: str | Path, include_arena: bool = True, pairs: tuple[str, ...] = (LLAMA31,), arena_bench: tuple[str, ...] = ()
+) -> Dataset:
     """The calibration data directory (see its SOURCES.md).
 
     * ``routellm/mmlu/responses/mmlu_<subject>.csv`` -> source "mmlu", group = subject
@@ -194,6 +214,13 @@ def load_shared_dir(root: str | Path, include_arena: bool = True) -> Dataset:
     * ``grade-school-math/example_model_solutions.jsonl`` -> source
       "gsm8k:gpt3-6b-vs-175b": the same questions with GPT-3 6B / 175B outcomes
       (a second model pair of the same kind, see app.calibration.prepared)
+    * for each of ``pairs`` (file-name pair, e.g. ``llama31_8b_vs_70b``, the default): ``mmlu_pro/<pair>.csv``
+      and ``zeroeval/{gsm8k,math_l5,crux}_<pair>.csv`` -> sources "mmlu-pro:<pair>", "gsm8k:<pair>",
+      "math-l5:<pair>", "crux:<pair>" (group = the MMLU-Pro category); ``pairs=()`` reads only the sources above
+    * for each of ``arena_bench`` (e.g. ``gpt35_vs_gpt4``; none by default): ``arena_bench_v1/<pair>.csv`` ->
+      source "arena-bench:<pair>" (GPT-4 judge scores 1-10 of chat answers)
+
+    AlpacaEval (``alpaca_eval/``, CC BY-NC) is never read here.
     """
     root = Path(root)
     ds = Dataset([])
@@ -206,6 +233,15 @@ def load_shared_dir(root: str | Path, include_arena: bool = True) -> Dataset:
     gpt3 = root / "grade-school-math/example_model_solutions.jsonl"
     if gpt3.is_file():
         ds = ds.extend(load_file(gpt3, source="gsm8k:gpt3-6b-vs-175b"))
+    for pair in pairs:
+        for prefix, kind in PAIR_SOURCES:
+            p = root / f"{prefix}{pair}.csv"
+            if p.is_file():
+                ds = ds.extend(load_file(p, source=pair_source(kind, pair), pair=("weak", "strong")))
+    for pair in arena_bench:
+        p = root / f"arena_bench_v1/{pair}.csv"
+        if p.is_file():
+            ds = ds.extend(load_file(p, source=pair_source("arena-bench", pair), group="", pair=("weak", "strong")))
     arena = root / "arena-hard-auto/data/arena-hard-v0.1/question.jsonl"
     if include_arena and arena.is_file():
         ds = ds.extend(load_file(arena, source="arena-hard", label=1))

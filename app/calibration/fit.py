@@ -3,9 +3,10 @@
 The chosen expert is calibrated (Platt scaling of its out-of-fold raw scores) to the probability
 that a prompt needs the large model (``needs_strong``); a label-only kind to P(complex), shifted so
 that its mean over the kind's rows is ``label_prior`` (there is no outcome rate to learn). A gate
-(multinomial logistic regression) says which kind a prompt resembles; the score is the
-gate-weighted mixture of the experts' probabilities, so one threshold means about the same risk
-in every kind.
+(multinomial logistic regression) says which kind a prompt resembles; the score is the calibrated
+probability of the most likely kind's expert (``top-kind``, the default: prompts of one kind keep
+their expert's order) or the gate-weighted mixture of the experts' probabilities (``mixture``, the
+old rule), so one threshold means about the same risk in every kind.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from app.calibration.experts import expert_params, fit_candidate
 from app.calibration.prepared import Prepared
 from app.calibration.selection import KindChoice, choose_expert
-from app.routing.artifact import Expert, Gate, KindsParams
+from app.routing.artifact import TOP_KIND, Expert, Gate, KindsParams
 from app.routing.scorers import sigmoid
 
 GATE_C = 1.0
@@ -60,9 +61,15 @@ class Fit:
 
 
 def fit_router(
-    p: Prepared, rows: np.ndarray, n_splits: int = 5, seed: int = 0, family: str | None = None, label_prior: float = LABEL_PRIOR
+    p: Prepared,
+    rows: np.ndarray,
+    n_splits: int = 5,
+    seed: int = 0,
+    family: str | None = None,
+    label_prior: float = LABEL_PRIOR,
+    mixing: str = TOP_KIND,
 ) -> Fit:
-    """Choose and calibrate an expert per kind on ``rows``, and the gate between kinds."""
+    """Choose and calibrate an expert per kind on ``rows``, and the gate between kinds (``mixing``: see KindsParams)."""
     kinds = sorted(str(k) for k in set(p.kind[rows]))
     experts, choices = {}, {}
     for kind in kinds:
@@ -74,4 +81,4 @@ def fit_router(
         experts[kind] = Expert(candidate=choice.chosen.name, model=model, platt=platt, outcomes=outcomes)
         choices[kind] = choice
     gate = fit_gate(p, rows, kinds) if len(kinds) > 1 else None
-    return Fit(KindsParams(gate=gate, experts=experts), choices)
+    return Fit(KindsParams(gate=gate, experts=experts, mixing=mixing), choices)

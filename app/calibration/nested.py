@@ -8,7 +8,7 @@ lift over length with a paired bootstrap interval; :func:`format_nested` is its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -17,6 +17,7 @@ from app.calibration.fit import LABEL_PRIOR, fit_router
 from app.calibration.metrics import format_lift, length_scores, mean_lift_interval, random_baseline
 from app.calibration.prepared import Prepared, folds, source_figures
 from app.calibration.selection import KindChoice, within_group_ranks
+from app.routing.artifact import MIXTURE, TOP_KIND
 from app.routing.router import KindsScorer
 
 @dataclass
@@ -24,6 +25,7 @@ class Evaluation:
     oof: np.ndarray  # nested out-of-fold P(needs the large model) of every row (for the operating point)
     chosen: list[dict[str, str]]  # per outer fold: kind -> chosen candidate
     report: dict[str, dict]  # per source: nested, plain CV, length, random, lift
+    other_mixing: dict = field(default_factory=dict)  # {"mixing": the other rule, "by_source": its nested report} on the same fits
 
 
 def check_repeats(repeats: int) -> None:
@@ -42,6 +44,7 @@ def nested_cv(
     plain: dict[str, KindChoice] | None = None,
     progress: bool = True,
     repeats: int = 1,
+    mixing: str = TOP_KIND,
 ) -> Evaluation:
     """Score every row with a router whose choice and calibration never saw it.
 
@@ -50,25 +53,30 @@ def nested_cv(
     ``repeats`` > 1 runs it again on other outer splits (seeds ``seed + 1``, ...): on a few
     hundred rows one split's figure moves by several points; the report gives the mean and
     each repeat's figure. The out-of-fold scores (for the operating point) are the first repeat's.
+    The same fits also score every fold with the other ``mixing`` rule (``Evaluation.other_mixing``).
     """
     check_repeats(repeats)
     rows = np.arange(len(p.y))
     length = length_scores(p.texts)
-    runs, chosen = [], []
+    other = MIXTURE if mixing == TOP_KIND else TOP_KIND
+    runs, others, chosen = [], [], []
     for r in range(repeats):
-        oof, fold = np.zeros(len(rows)), np.zeros(len(rows), dtype=int)
+        oof, alt, fold = np.zeros(len(rows)), np.zeros(len(rows)), np.zeros(len(rows), dtype=int)
         splits = folds(p, rows, n_outer, seed + r)
         desc = "nested cross-validation" + (f" {r + 1}/{repeats}" if repeats > 1 else "")
         for i, (tr, te) in enumerate(tqdm(splits, desc=desc, unit="fold", disable=not progress)):
-            fit = fit_router(p, rows[tr], n_inner, seed + r, family, label_prior)
+            fit = fit_router(p, rows[tr], n_inner, seed + r, family, label_prior, mixing)
             oof[te], fold[te] = KindsScorer(fit.params)(p.emb[te], p.feats[te])[0], i
+            alt[te] = KindsScorer(fit.params.model_copy(update={"mixing": other}))(p.emb[te], p.feats[te])[0]
             chosen.append({k: c.chosen.name for k, c in fit.choices.items()})
         # Each outer fold has its own model: compare a source's prompts within their fold (ranks),
         # not across the folds' scales; the length baseline is ranked the same way.
         group = np.char.add(p.src.astype(str), fold.astype(str))
         runs.append((oof, within_group_ranks(oof, group), within_group_ranks(length, group)))
+        others.append(within_group_ranks(alt, group))
     report = source_report(p, [r[1] for r in runs], [r[2] for r in runs], plain)
-    return Evaluation(runs[0][0], chosen, report)
+    other_report = source_report(p, others, [r[2] for r in runs])
+    return Evaluation(runs[0][0], chosen, report, {"mixing": other, "by_source": other_report})
 
 
 def source_report(
@@ -104,7 +112,7 @@ def source_report(
 
 def format_nested(report: dict[str, dict]) -> str:
     repeats = max((len(r.get("router by repeat", [0])) for r in report.values()), default=1)
-    head = f"{'source':<22}{'metric':>7}{'n':>6}{'nested':>9}{'plain CV':>10}{'length':>9}{'random':>9}   lift over length [90% CI]"
+    head = f"{'source':<26}{'metric':>7}{'n':>6}{'nested':>9}{'plain CV':>10}{'length':>9}{'random':>9}   lift over length [90% CI]"
     lines = [head + (f"   nested in each of {repeats} repeats" if repeats > 1 else "")]
     for s, r in report.items():
         lift = r.get("lift over length")
@@ -112,7 +120,7 @@ def format_nested(report: dict[str, dict]) -> str:
         plain = r.get("plain CV (best candidate)")
         each = "   " + " ".join(f"{v:.3f}" for v in r["router by repeat"]) if "router by repeat" in r else ""
         lines.append(
-            f"{s:<22}{r['metric']:>7}{r['n']:>6}{r['router']:>9.3f}{(f'{plain:.3f}' if plain is not None else '-'):>10}"
+            f"{s:<26}{r['metric']:>7}{r['n']:>6}{r['router']:>9.3f}{(f'{plain:.3f}' if plain is not None else '-'):>10}"
             f"{r['prompt length']:>9.3f}{r['random']:>9.3f}   {li:<26}{each}".rstrip()
         )
     return "\n".join(lines)

@@ -5,23 +5,27 @@ source belongs to a *kind* of traffic (:func:`kind_of`): a source with weak/stro
 kind of its own (MMLU-style knowledge questions, GSM8K-style word problems, a user's own traffic;
 a second model pair of a source, ``gsm8k:gpt3-6b-vs-175b``, joins the kind before the colon);
 label-only sources (simple/complex exemplars, Arena-Hard's one-sided "hard" prompts) together form
-the kind ``chat``. Folds are stratified by source and label; a set of scores is judged per source
+the kind ``chat``. Embeddings can be kept between runs (:func:`cached_encode`). Folds are stratified by source and label; a set of scores is judged per source
 (:func:`source_figures`: APGR with outcomes, ROC AUC on labels).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
+from tqdm.auto import tqdm
 
 from app.calibration.data import Dataset, Example
 from app.calibration.metrics import by_source
-from app.routing.embed import Embedder
+from app.routing.embed import Embedder, cache_dir
 from app.routing.text import feature_matrix
 
 CHAT = "chat"  # the kind of every label-only source
+CACHE_SAVE_EVERY = 256  # texts embedded between two writes of the embedding cache (an interrupted run keeps its work)
 
 
 @dataclass
@@ -48,9 +52,51 @@ def kind_of(e: Example) -> str:
     return e.source.split(":", 1)[0] if e.has_outcomes else CHAT
 
 
-def prepare(ds: Dataset, embedder: Embedder, progress: bool = True) -> Prepared:
+def embedding_cache() -> Path:
+    """Where calibration keeps prompt embeddings between runs: ``<tierroute cache>/calibration``."""
+    return cache_dir() / "calibration"
+
+
+def cached_encode(embedder: Embedder, texts: list[str], cache: Path | None, progress: bool = True) -> np.ndarray:
+    """``embedder.encode(texts)``, reusing the vectors of texts embedded before with the same model and prefix.
+
+    The cache is one ``.npz`` per model and prefix under ``cache`` (text sha256 -> vector); only the texts it lacks
+    are embedded (shortest first), and they are added to it every CACHE_SAVE_EVERY texts, so an interrupted run
+    keeps what it embedded. ``cache=None`` embeds everything.
+    """
+    if cache is None:
+        return embedder.encode(texts, progress=progress)
+    tag = hashlib.sha256(f"{embedder.model_id}\0{embedder.config.prefix}\0{embedder.dim}".encode()).hexdigest()[:16]
+    path = Path(cache) / f"embeddings-{tag}.npz"
+    keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+    known: dict[str, np.ndarray] = {}
+    if path.is_file():
+        with np.load(path) as z:
+            known = dict(zip(z["keys"].tolist(), z["emb"]))
+    missing = {k: t for k, t in zip(keys, texts) if k not in known}
+    todo = sorted(missing, key=lambda k: len(missing[k]))  # shortest first, saved every CACHE_SAVE_EVERY texts
+    bar = tqdm(total=len(todo), desc="embedding", unit="prompt", disable=not progress or not todo)
+    for start in range(0, len(todo), CACHE_SAVE_EVERY):
+        part = todo[start : start + CACHE_SAVE_EVERY]
+        known.update(zip(part, embedder.encode([missing[k] for k in part])))
+        _save(path, known)
+        bar.update(len(part))
+    bar.close()
+    return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+def _save(path: Path, known: dict[str, np.ndarray]) -> None:
+    """Write the cache whole under a temporary name, then rename it (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, keys=np.array(list(known)), emb=np.stack(list(known.values())).astype(np.float32))
+    tmp.replace(path)
+
+
+def prepare(ds: Dataset, embedder: Embedder, progress: bool = True, cache: Path | None = None) -> Prepared:
+    """Embed (through the cache in ``cache``, when given) and compute the features of every row."""
     texts = [e.text for e in ds.examples]
-    emb = embedder.encode(texts, progress=progress)
+    emb = cached_encode(embedder, texts, cache, progress)
     nan = float("nan")
     return Prepared(
         ds,

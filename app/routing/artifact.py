@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -130,13 +131,24 @@ class Gate(BaseModel):
     scale: list[float]
 
 
+MIXTURE = "mixture"  # score = sum over kinds of P(kind | prompt) * the kind's expert (artifacts before the field)
+TOP_KIND = "top-kind"  # score = the expert of the kind the gate finds most likely
+
+
 class KindsParams(BaseModel):
-    """score = sum over kinds of P(kind | prompt) * P(needs the large model | prompt, kind)."""
+    """How the experts of the kinds of traffic make one score (``mixing``).
+
+    ``mixture``: score = sum over kinds of P(kind | prompt) * P(needs the large model | prompt, kind); the gate's
+    weights then also reorder prompts of one kind (a prompt that looks a little more like another kind moves).
+    ``top-kind``: the score of the kind the gate finds most likely, so prompts the gate puts in one kind keep the
+    order of that kind's expert. Artifacts written before the field read as ``mixture``.
+    """
 
     model_config = ConfigDict(extra="forbid")
     family: Literal["kinds"] = "kinds"
     gate: Gate | None = Field(None, description="None when the artifact knows one kind of traffic")
     experts: dict[str, Expert] = Field(min_length=1)
+    mixing: Literal["mixture", "top-kind"] = Field(MIXTURE, description="how the kinds' experts make one score (see the class)")
 
     @model_validator(mode="after")
     def _gate_matches_experts(self):
@@ -195,6 +207,19 @@ class Artifact(BaseModel):
                 f"--embedding-model {model_id!r} or use the embedder the artifact names"
             )
 
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        """(tier 1, tier 2) model names whose outcomes calibrated this artifact (``build.pair``); None when unrecorded."""
+        pair = self.build.get("pair") or {}
+        return (pair["tier1"], pair["tier2"]) if pair.get("tier1") and pair.get("tier2") else None
+
+    def serves_pair(self, tier1_source: str, tier2_source: str) -> bool | None:
+        """Whether the served models look like the artifact's pair (:func:`model_key` of each contains the pair's);
+        None when the artifact records no pair."""
+        if self.pair is None:
+            return None
+        return all(model_key(want) in model_key(got) for want, got in zip(self.pair, (tier1_source, tier2_source)))
+
     def quantile_of(self, score: float | np.ndarray) -> np.ndarray:
         """Where ``score`` falls in calibration traffic, in [0, 1] (its ECDF value)."""
         q = np.asarray(self.score_quantiles)
@@ -203,6 +228,14 @@ class Artifact(BaseModel):
     def save(self, path: str | Path) -> Path:
         """Write atomically: the file appears whole or not at all."""
         return write_atomic(path, [self.model_dump_json(indent=1), "\n"])
+
+
+def model_key(name: str) -> str:
+    """A model name reduced to what identifies its weights: the last path part, lower case, letters and digits only,
+    without a leading "meta" or anything from "instruct" on (``hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4`` and
+    ``meta-llama/Llama-3.1-8B-Instruct`` -> ``llama318b``)."""
+    key = re.sub(r"[^a-z0-9]", "", name.rstrip("/").rsplit("/", 1)[-1].lower()).split("instruct", 1)[0]
+    return key.removeprefix("meta")
 
 
 def load_artifact(path: str | Path | None = None) -> Artifact:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from app.routing.artifact import Artifact, KindsParams, KnnParams, LengthParams, LogisticParams, TopicParams, load_artifact
+from app.routing.artifact import TOP_KIND, Artifact, KindsParams, KnnParams, LengthParams, LogisticParams, TopicParams, load_artifact
 from app.routing.embed import Embedder, EmbedderConfig, get_embedder
 from app.routing.scorers import (
     KnnScorer,
@@ -76,10 +76,12 @@ def expert_scorer(p: KnnParams | TopicParams | LogisticParams | LengthParams):
 class KindsScorer:
     """``score(emb, feats) -> (P(needs the large model), kind index)`` for a :class:`KindsParams`.
 
-    The probability is the gate-weighted mixture of each kind's calibrated expert.
+    The probability is the calibrated expert of the gate's most likely kind (``mixing`` ``top-kind``), or the
+    gate-weighted mixture of every kind's calibrated expert (``mixture``, artifacts before the field).
     """
 
     def __init__(self, params: KindsParams):
+        self.top_kind = params.mixing == TOP_KIND
         self.kinds = params.gate.kinds if params.gate else list(params.experts)
         self.experts = [(expert_scorer(params.experts[k].model), params.experts[k].platt) for k in self.kinds]
         g = params.gate
@@ -94,7 +96,10 @@ class KindsScorer:
     def __call__(self, emb: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         g = self.gate_probs(emb, feats)
         p = np.stack([platt(f(emb, feats), a, b) for f, (a, b) in self.experts], axis=1)
-        return (g * p).sum(axis=1), g.argmax(axis=1)
+        top = g.argmax(axis=1)
+        if self.top_kind:
+            return p[np.arange(len(top)), top], top
+        return (g * p).sum(axis=1), top
 
 
 class Router:

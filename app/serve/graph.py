@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from pydantic import ValidationError
 from ray import serve
@@ -18,6 +20,8 @@ from app.serve.auth import load_keys
 from app.serve.config import AppConfig, EmbedderServeConfig
 from app.serve.ingress import Ingress
 from app.serve.llm import llm_deployment
+
+logger = logging.getLogger("tierroute.config")
 
 
 @serve.deployment
@@ -66,6 +70,21 @@ def app_config(args: dict | AppConfig) -> tuple[AppConfig, Artifact]:
         raise ValueError(f"tierroute config: {e}") from None
 
 
+def warn_if_other_pair(cfg: AppConfig, artifact: Artifact) -> bool:
+    """Log a warning when the tiers' ``model_source``s are not the model pair the artifact was calibrated on
+    (its threshold and figures then describe other models); True when it warned. The log names the
+    artifact's pair only, never the configured sources (they may be local paths)."""
+    if artifact.serves_pair(cfg.tier1.model_source, cfg.tier2.model_source) is not False:
+        return False
+    tier1, tier2 = artifact.pair or ("?", "?")
+    logger.warning(
+        "tier1/tier2 model_source are not the routing artifact's model pair (%s / %s): its threshold and measured "
+        "figures were calibrated on that pair; calibrate on your own models' outcomes (`tierroute calibrate`) for yours",
+        tier1, tier2,
+    )  # fmt: skip
+    return True
+
+
 def replicas(cfg: AppConfig):
     """(block name, replica resources) of every deployment ``cfg`` configures."""
     yield "ingress", cfg.ingress.replica
@@ -100,6 +119,7 @@ def ingress_app(cfg: AppConfig, tier1, tier2, router_llm=None):
 
 def build_app(args: dict | AppConfig):
     """Validate ``args`` as :class:`AppConfig` against its artifact and bind every deployment."""
-    cfg, _ = app_config(args)
+    cfg, artifact = app_config(args)
+    warn_if_other_pair(cfg, artifact)
     router_llm = llm_deployment(cfg.router_llm, "RouterLLM:") if cfg.router_llm and cfg.router_llm.enabled else None
     return ingress_app(cfg, llm_deployment(cfg.tier1, "Tier1:"), llm_deployment(cfg.tier2, "Tier2:"), router_llm)
