@@ -34,6 +34,8 @@ _NUM = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 _ARITH = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/x×÷])\s*(-?\d+(?:\.\d+)?)\s*=\s*\$?(-?\d+(?:,\d{3})*(?:\.\d+)?)")
 _OPTION = re.compile(r"answer is \(?([A-J])\)?")
 _BOXED = re.compile(r"\\boxed\{")
+_MATH_VERB = re.compile(r"\b(?:Find|Compute|Evaluate|Simplify|Express|Determine|Let|Suppose|Solve for)\b")
+_STORY = re.compile(r"\b(?:how many|how much|dollars?|each|per|buys?|sells?|pays?|costs?|earns?|hours?|minutes?|days?)\b", re.I)
 TEXT_FEATURES = (
     "log_chars", "log_words", "lines", "has_final", "final_log_chars", "final_is_number", "final_not_integer",
     "final_negative", "final_has_latex", "final_in_request", "hedges", "hedge_rate", "arith_claims",
@@ -49,7 +51,7 @@ KIND_FEATURES = REQUEST_FEATURES + ("request_options", "request_code_block", "re
 ANSWER_KIND_FEATURES = (
     "answer_json", "answer_latex", "answer_code_words", "answer_quoted_final", "option_stated", "final_is_number",
     "final_small_integer", "final_latex_ops", "final_literal", "final_container", "log_chars",
-    "request_options", "request_code_block", "request_latex", "request_assert",
+    "request_options", "request_code_block", "request_latex", "request_assert", "request_math_verb", "request_story",
 )  # fmt: skip
 CODE_FEATURES = ("code_lines", "code_loops", "code_branches", "code_method_calls", "code_slices", "code_comprehensions", "code_returns")
 REQUEST_ALL = KIND_FEATURES + CODE_FEATURES  # every request feature an expert may read
@@ -231,6 +233,8 @@ def kind_features(request: str) -> dict[str, float]:
         "request_latex": math.log1p(request.count("$") + request.count("\\")),
         "request_assert": float("assert " in request),
         "request_json": float(request.lstrip().startswith(("{", "["))),
+        "request_math_verb": float(bool(_MATH_VERB.search(request))),
+        "request_story": float(bool(_STORY.search(request))),
     }
 
 
