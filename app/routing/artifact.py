@@ -238,19 +238,24 @@ def model_key(name: str) -> str:
     return key.removeprefix("meta")
 
 
-def load_artifact(path: str | Path | None = None) -> Artifact:
-    """Read and validate an artifact (the shipped default when ``path`` is None)."""
-    path = Path(path) if path else DEFAULT_ARTIFACT
+def read_model(path: Path, fmt: str, model: type[BaseModel], noun: str, how: str) -> BaseModel:
+    """``path``'s JSON of format ``fmt`` validated as ``model``; every failure an ArtifactError naming the
+    file and, for an invalid one, the field (``noun``: what it is; ``how``: the command that makes one)."""
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ArtifactError(f"{path}: no such artifact (build one with `tierroute calibrate`)") from None
+        raise ArtifactError(f"{path}: no such {noun} ({how})") from None
     except json.JSONDecodeError as e:
-        raise ArtifactError(f"{path}: not a JSON artifact ({e.msg} at line {e.lineno})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not a tierroute artifact (missing format {FORMAT!r})")
+        raise ArtifactError(f"{path}: not a JSON {noun} ({e.msg} at line {e.lineno})") from None
+    if not isinstance(raw, dict) or raw.get("format") != fmt:
+        raise ArtifactError(f"{path}: not a tierroute {noun} (missing format {fmt!r})")
     try:
-        return Artifact.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as e:
         where, msg = first_error(e)
-        raise ArtifactError(f"{path}: invalid artifact field {where!r}: {msg}") from None
+        raise ArtifactError(f"{path}: invalid {noun} field {where!r}: {msg}") from None
+
+
+def load_artifact(path: str | Path | None = None) -> Artifact:
+    """Read and validate an artifact (the shipped default when ``path`` is None)."""
+    return read_model(Path(path) if path else DEFAULT_ARTIFACT, FORMAT, Artifact, "artifact", "build one with `tierroute calibrate`")

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app.routing.artifact import Artifact
 from app.routing.controller import ControllerConfig
 from app.routing.embed import EmbedderConfig, model_id
-from app.serve.routing_config import RoutingConfig
+from app.serve.routing_config import RoutingConfig, project_file
 from app.validation import describe
 
 logger = logging.getLogger("tierroute.config")
@@ -309,12 +309,7 @@ class AppConfig(Strict):
     @field_validator("artifact")
     @classmethod
     def _artifact(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        p = Path(v) if Path(v).is_absolute() else PROJECT_ROOT / v
-        if not p.is_file():
-            raise ValueError(f"artifact {v!r}: no such file")
-        return str(p)
+        return project_file(v, "artifact")
 
     def with_artifact_embedder(self, artifact: Artifact) -> "AppConfig":
         """This config with the embedding model and prefix ``artifact`` was calibrated with.

@@ -20,6 +20,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 OPT_OUT_HEADER = "x-tierroute-cascade"  # "off": this request is routed before generation, not cascaded
 
 
+def project_file(v: str | None, field: str) -> str | None:
+    """A file field's value as an absolute path (relative: to the project root); ValueError if no such file."""
+    if v is None:
+        return v
+    p = Path(v) if Path(v).is_absolute() else PROJECT_ROOT / v
+    if not p.is_file():
+        raise ValueError(f"{field} {v!r}: no such file")
+    return str(p)
+
+
 class CascadeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     verifier: str | None = Field(None, description="verifier artifact; default: the shipped one (Llama-3.1 8B -> 70B)")
@@ -39,12 +49,7 @@ class CascadeConfig(BaseModel):
     @field_validator("verifier")
     @classmethod
     def _verifier(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        p = Path(v) if Path(v).is_absolute() else PROJECT_ROOT / v
-        if not p.is_file():
-            raise ValueError(f"verifier {v!r}: no such file")
-        return str(p)
+        return project_file(v, "verifier")
 
 
 class RoutingConfig(BaseModel):

@@ -10,16 +10,14 @@ measured (nested cross-validation per source), for ``tierroute show``.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.files import write_atomic
-from app.routing.artifact import ArtifactError, EmbedderInfo, Gate
-from app.validation import first_error
+from app.routing.artifact import EmbedderInfo, Gate, read_model
 from app.verification.features import ANSWER_KIND_FEATURES
 
 FORMAT = "tierroute.verifier"
@@ -117,17 +115,4 @@ class VerifierArtifact(BaseModel):
 
 def load_verifier(path: str | Path | None = None) -> VerifierArtifact:
     """Read and validate a verifier artifact (the shipped default when ``path`` is None)."""
-    path = Path(path) if path else DEFAULT_VERIFIER
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: no such verifier (fit one with `tierroute calibrate`)") from None
-    except json.JSONDecodeError as e:
-        raise ArtifactError(f"{path}: not a JSON verifier ({e.msg} at line {e.lineno})") from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise ArtifactError(f"{path}: not a tierroute verifier (missing format {FORMAT!r})")
-    try:
-        return VerifierArtifact.model_validate(raw)
-    except ValidationError as e:
-        where, msg = first_error(e)
-        raise ArtifactError(f"{path}: invalid verifier field {where!r}: {msg}") from None
+    return read_model(Path(path) if path else DEFAULT_VERIFIER, FORMAT, VerifierArtifact, "verifier", "fit one with `tierroute calibrate`")
