@@ -21,6 +21,7 @@ RULES = {  # package -> what none of its modules may import, directly or through
     "app.routing": ("app.calibration", "app.feedback", "app.serve", "ray"),
     "app.calibration": ("app.serve", "ray"),
     "app.feedback": ("app.serve", "app.calibration", "ray"),
+    "app.verification": ("app.calibration", "app.feedback", "app.serve", "ray"),
 }
 
 
