@@ -41,10 +41,10 @@ def fit_platt(raw: np.ndarray, y: np.ndarray, prior: float | None = None) -> tup
     return a, b
 
 
-def fit_gate(p: Prepared, rows: np.ndarray, kinds: list[str]) -> Gate:
-    a = np.hstack([p.emb[rows], p.feats[rows]])
-    sc = StandardScaler().fit(a)
-    m = LogisticRegression(C=GATE_C, max_iter=3000, class_weight="balanced").fit(sc.transform(a), p.kind[rows])
+def logistic_gate(x: np.ndarray, labels, kinds: list[str], C: float = GATE_C, class_weight: str | None = None) -> Gate:
+    """A multinomial logistic gate over the rows ``x`` (standardised) labelled with their kinds."""
+    sc = StandardScaler().fit(x)
+    m = LogisticRegression(C=C, max_iter=3000, class_weight=class_weight).fit(sc.transform(x), labels)
     order = [list(m.classes_).index(k) for k in kinds]
     if len(kinds) == 2:  # sklearn's binary model: logits (0, z) for classes_ (0, 1)
         coef = np.vstack([np.zeros_like(m.coef_[0]), m.coef_[0]])
@@ -52,6 +52,10 @@ def fit_gate(p: Prepared, rows: np.ndarray, kinds: list[str]) -> Gate:
     else:
         coef, intercept = m.coef_, m.intercept_
     return Gate(kinds=kinds, coef=coef[order].tolist(), intercept=intercept[order].tolist(), mean=sc.mean_.tolist(), scale=sc.scale_.tolist())
+
+
+def fit_gate(p: Prepared, rows: np.ndarray, kinds: list[str]) -> Gate:
+    return logistic_gate(np.hstack([p.emb[rows], p.feats[rows]]), p.kind[rows], kinds, GATE_C, "balanced")
 
 
 @dataclass

@@ -78,10 +78,12 @@ def build_verifier(
     rows: list[AnswerRow], pair: tuple[str, str], embed: Embed | None = None, embedder: EmbedderInfo | None = None,
     escalation_share: float = 0.25, n_inner: int = 4, seed: int = 0, report: dict | None = None, progress: bool = True,
     with_embedding: bool = False, command: str | None = None, data: dict[str, str] | None = None,
+    ds: dict[str, tuple[list[int], Design]] | None = None,
 ) -> VerifierArtifact:  # fmt: skip
     """Choose and fit each source's expert on all its rows; the gate (when more than one source) over the
-    answers' format; the threshold that escalates ``escalation_share`` of the calibration rows."""
-    ds = designs(rows, embed if with_embedding else None, progress)
+    answers' format; the threshold that escalates ``escalation_share`` of the calibration rows. ``ds``: the
+    rows' :func:`designs`, when the caller has them already (the nested report's)."""
+    ds = ds if ds is not None else designs(rows, embed if with_embedding else None, progress)
     with_lp = all(r.answer.logprobs for r in rows)
     cands = candidates(with_lp, with_embedding)
     experts, tables = {}, {}

@@ -49,18 +49,22 @@ def calibrate_verifier(args) -> int:
     if len({r.source for r in rows}) < 1 or len(rows) < 20:
         raise DataError(f"{len(rows)} answer rows: a verifier needs at least 20")
     progress = not getattr(args, "no_progress", False)
-    model = Embedder(EmbedderConfig(model=args.embedding_model, prefix=args.prefix) if args.embedding_model else EmbedderConfig(prefix=args.prefix))
+    embed, info = None, None
+    if args.verifier_embedding:  # the only input that needs the embedder
+        cfg = EmbedderConfig(prefix=args.prefix) if not args.embedding_model else EmbedderConfig(model=args.embedding_model, prefix=args.prefix)
+        model = Embedder(cfg)
+        info = EmbedderInfo(model_id=model.model_id, dim=model.dim, prefix=args.prefix)
 
-    def embed(texts: list[str]):
-        return model.encode(texts, progress=progress)
+        def embed(texts: list[str]):
+            return model.encode(texts, progress=progress)
 
     cands = candidates(all(r.answer.logprobs for r in rows), args.verifier_embedding)
-    ds = designs(rows, embed if args.verifier_embedding else None, progress)
+    ds = designs(rows, embed, progress)
     report, _ = nested_report(ds, rows, cands, args.folds, args.folds - 1, args.repeats, args.seed, progress)
     print(format_verifier_report(report))
     art = build_verifier(
-        rows, tuple(args.pair or LLAMA31_PAIR), embed, EmbedderInfo(model_id=model.model_id, dim=model.dim, prefix=args.prefix),
-        args.escalation_share, args.folds - 1, args.seed, report, progress, args.verifier_embedding, args.command_line, sums,
+        rows, tuple(args.pair or LLAMA31_PAIR), embed, info, args.escalation_share, args.folds - 1, args.seed, report, progress,
+        args.verifier_embedding, args.command_line, sums, ds,
     )  # fmt: skip
     art.save(args.verifier_output)
     print(f"verifier for {art.pair.tier1} -> {art.pair.tier2}: kinds {', '.join(art.experts)}; threshold {art.threshold:.4f} -> {args.verifier_output}")

@@ -19,10 +19,11 @@ from sklearn.model_selection import StratifiedKFold
 
 from app.calibration.answers import AnswerRow
 from app.calibration.metrics import apgr, curve
+from app.calibration.fit import logistic_gate
 from app.routing.artifact import Gate
 from app.verification.artifact import Logit, VerifierExpert
 from app.verification.features import ANSWER_KIND_FEATURES, LOGPROB_FEATURES, REQUEST_ALL, TEXT_FEATURES
-from app.verification.verifier import answer_features
+from app.verification.verifier import answer_features, expert_probability
 
 C_GRID = (0.01, 0.03, 0.1, 0.3)
 
@@ -90,11 +91,6 @@ def fit_logit(x: np.ndarray, y: np.ndarray, C: float) -> Logit:
     return Logit(coef=m.coef_[0].tolist(), intercept=float(m.intercept_[0]), mean=mean.tolist(), scale=scale.tolist())
 
 
-def _probs(m: Logit, x: np.ndarray) -> np.ndarray:
-    z = ((x - np.asarray(m.mean)) / np.asarray(m.scale)) @ np.asarray(m.coef) + m.intercept
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
-
-
 def fit_expert(c: Candidate, d: Design, idx: np.ndarray) -> VerifierExpert:
     x = d.matrix(c, idx)
     if c.form == "product":
@@ -106,9 +102,7 @@ def fit_expert(c: Candidate, d: Design, idx: np.ndarray) -> VerifierExpert:
 
 
 def expert_scores(e: VerifierExpert, c: Candidate, d: Design, idx: np.ndarray) -> np.ndarray:
-    x = d.matrix(c, idx)
-    p = _probs(e.model, x)
-    return p * _probs(e.strong, x) if e.strong is not None else p
+    return expert_probability(e, d.matrix(c, idx))
 
 
 def apgr_of(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
@@ -131,12 +125,6 @@ def choose(cands: list[Candidate], d: Design, idx: np.ndarray, n_inner: int, see
 
 
 def fit_gate(answers: list, kinds: list[str]) -> Gate:
-    """The answer's format (:data:`ANSWER_KIND_FEATURES`) -> kind (multinomial logistic)."""
+    """The answer's format (:data:`ANSWER_KIND_FEATURES`) -> kind (multinomial logistic, C=1)."""
     x = np.array([[f[n] for n in ANSWER_KIND_FEATURES] for f in map(answer_features, answers)], dtype=np.float64)
-    mean, scale = x.mean(0), x.std(0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
-    names = sorted(set(kinds))
-    m = LogisticRegression(C=1.0, max_iter=5000).fit((x - mean) / scale, [names.index(k) for k in kinds])
-    coef = m.coef_ if len(names) > 2 else np.vstack([-m.coef_[0] / 2, m.coef_[0] / 2])
-    icpt = m.intercept_ if len(names) > 2 else np.array([-m.intercept_[0] / 2, m.intercept_[0] / 2])
-    return Gate(kinds=names, coef=coef.tolist(), intercept=icpt.tolist(), mean=mean.tolist(), scale=scale.tolist())
+    return logistic_gate(x, kinds, sorted(set(kinds)), C=1.0)

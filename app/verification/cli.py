@@ -65,14 +65,14 @@ def run(args) -> int:
         model = Embedder(EmbedderConfig(model=info.model_id, prefix=info.prefix))
         verifier.check_embedder(model.model_id, model.dim)
         embed = model.encode
-    lines = []
+    lines, n = [], 0
     with tqdm(total=len(rows), desc="verify", unit="row", disable=args.no_progress) as bar:
         for start in range(0, len(rows), CHUNK):
             part = rows[start : start + CHUNK]
             for (rid, _), v in zip(part, verifier.verify([a for _, a in part], embed)):
                 lines.append(json.dumps({"id": rid, "score": round(v.score, 6), "escalate": v.escalate}) + "\n")
+                n += v.escalate
             bar.update(len(part))
     write_atomic(args.output, lines)
-    n = sum('"escalate": true' in ln for ln in lines)
     print(f"verified {len(lines)} rows: {n} escalated ({n / len(lines):.1%}) at threshold {verifier.threshold:.4f} -> {args.output}")
     return 0

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.routing.artifact import ArtifactError
+from app.routing.scorers import sigmoid
 from app.verification.artifact import Logit, VerifierArtifact, VerifierExpert
-from app.verification.features import LOGPROB_FEATURES, answer_kind_features, code_features, kind_features, logprob_features, text_features
+from app.verification.features import answer_kind_features, code_features, kind_features, logprob_features, text_features
 
 REQUEST_CHARS = 400  # of the request, in the request+answer embedding text
 ANSWER_CHARS = 700  # of the answer's end, in either embedding text
@@ -54,10 +55,6 @@ def embedding_text(a: Answer, which: str) -> str:
     return end if which == "answer" else f"{a.request[:REQUEST_CHARS]}\n\n{end}"
 
 
-def _sigmoid(x: np.ndarray | float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
-
-
 class Verifier:
     def __init__(self, artifact: VerifierArtifact, threshold: float | None = None):
         self.artifact = artifact
@@ -75,10 +72,6 @@ class Verifier:
                 f"{model_id!r} (dim {dim}); serve the verifier's embedder or refit it with `tierroute calibrate`"
             )
 
-    @property
-    def uses_logprobs(self) -> bool:
-        return any(f in LOGPROB_FEATURES for e in self.artifact.experts.values() for f in e.features)
-
     def texts(self, a: Answer) -> list[str]:
         """What to embed for ``a``: each expert's embedding text it may use (none when no expert embeds)."""
         out = []
@@ -86,20 +79,19 @@ class Verifier:
             out.append(embedding_text(a, which))
         return out
 
-    def kind_of(self, a: Answer) -> str:
-        """The kind whose expert judges ``a`` (the gate over the artifact's ``gate_features``)."""
+    def kind_of(self, feats: dict[str, float]) -> str:
+        """The kind whose expert judges an answer with features ``feats`` (the gate over ``gate_features``)."""
         if self._gate is None:
             return self.kinds[0]
         coef, intercept, mean, scale = self._gate
-        feats = answer_features(a)
         x = np.array([feats[f] for f in self.artifact.gate_features])
         return self.kinds[int(np.argmax(coef @ ((x - mean) / scale) + intercept))]
 
     def verdict(self, a: Answer, embeddings: dict[str, np.ndarray]) -> Verdict:
         """The verdict on ``a``; ``embeddings``: text -> its embedding, for each of :meth:`texts`."""
-        kind = self.kind_of(a)
-        expert = self.artifact.experts[kind]
         feats = answer_features(a)
+        kind = self.kind_of(feats)
+        expert = self.artifact.experts[kind]
         score = float(score_expert(expert, feats, embeddings.get(embedding_text(a, expert.embedding)) if expert.embedding != "none" else None))
         used = {f: round(feats.get(f, 0.0), 4) for f in expert.features}
         return Verdict(score, score >= self.threshold, kind, self.threshold, used)
@@ -123,12 +115,16 @@ def expert_row(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray 
     return x
 
 
-def logit(m: Logit, x: np.ndarray) -> float:
-    z = (x - np.asarray(m.mean)) / np.asarray(m.scale)
-    return float(_sigmoid(np.asarray(m.coef) @ z + m.intercept))
+def probability(m: Logit, x: np.ndarray) -> np.ndarray:
+    """``m``'s probability for an input row (a float array) or for each row of a matrix."""
+    return sigmoid(((x - np.asarray(m.mean)) / np.asarray(m.scale)) @ np.asarray(m.coef) + m.intercept)
+
+
+def expert_probability(expert: VerifierExpert, x: np.ndarray) -> np.ndarray:
+    """The expert's score for its input row(s) ``x``: P(needs tier 2), or the product of its two models."""
+    p = probability(expert.model, x)
+    return p * probability(expert.strong, x) if expert.strong is not None else p
 
 
 def score_expert(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray | None) -> float:
-    x = expert_row(expert, feats, emb)
-    p = logit(expert.model, x)
-    return p * logit(expert.strong, x) if expert.strong is not None else p
+    return float(expert_probability(expert, expert_row(expert, feats, emb)))
