@@ -414,3 +414,22 @@ def test_min_source_share_lowers_the_threshold_only_where_a_source_is_starved(bu
     # a floor every source already clears changes nothing
     same = build_artifact(p, fake, fit, ev, tier2_share=0.05, min_source_share=min(shares.values()) / 2)
     assert same.threshold == plain.threshold
+
+
+def test_length_keeps_a_wider_margin_than_learned_candidates():
+    """Length is replaced only by a clear winner (sqrt(2 ln K) standard errors); between learned
+    candidates the one-standard-error rule picks, so a kind where the topic expert clearly beats
+    length does not fall back to a logistic regression 1.5 standard errors behind it."""
+    from app.calibration.experts import candidates
+    from app.calibration.selection import selection_z, simplest_near_best
+
+    by = {c.name: c for c in candidates()}
+    length, logistic, topic = by["length"], by["logistic C=0.003"], by["topic length=0.25"]
+    se = {length: 0.02, logistic: 0.02, topic: 0.0}
+    assert selection_z(3) > 1.4
+    # the best leads length by 1.4 standard errors: chance for the best of several, length kept
+    assert simplest_near_best({length: 0.60, logistic: 0.628, topic: 0.6}, se) is length
+    # topic leads length by 4.5 SE and the logistic regression by 1.5: topic, not the simpler logistic
+    assert simplest_near_best({length: 0.60, logistic: 0.66, topic: 0.69}, se) is topic
+    # the logistic regression within one SE of topic: the simpler one
+    assert simplest_near_best({length: 0.60, logistic: 0.675, topic: 0.69}, se) is logistic
