@@ -8,9 +8,11 @@ the deploy at once with a message naming it.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -125,6 +127,117 @@ class EngineConfig(Strict):
         if self.accelerator == "cpu":
             return [{"CPU": self.bundle_cpus}]
         return [{"CPU": self.bundle_cpus, "GPU": self.bundle_gpus}] * self.tensor_parallel_size
+
+
+class RemoteConfig(Strict):
+    """Where a remote tier's requests go: an OpenAI-compatible endpoint (``<base_url>/chat/completions``, ``/completions``).
+
+    The API key is named here, never written here: ``api_key_env`` (an environment variable of the replica) or
+    ``api_key_file`` (a file the replica reads). It is read inside the RemoteTier replica when it starts, so it
+    is never in the Serve config, the deployment's arguments, logs or any response (docs/remote-tiers.md).
+    """
+
+    base_url: str = Field(min_length=1, description="e.g. https://api.openai.com/v1 (the part before /chat/completions)")
+    model: str = Field(min_length=1, description="the remote's name of the model (the tier's model_id is what clients see)")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable holding the API key")
+    api_key_file: str | None = Field(None, min_length=1, description="file holding the API key (relative: to the project root)")
+    timeout_s: float = Field(60.0, gt=0, description="a request (a stream: until its first chunk, then between chunks) not answered by then fails")
+    connect_timeout_s: float = Field(5.0, gt=0, description="connecting to the endpoint")
+    max_in_flight: int = Field(64, ge=1, description="requests one replica has open at the endpoint at once; more wait their turn")
+    max_retry_after_s: float = Field(60.0, gt=0, description="longest Retry-After of the endpoint's 429 honoured (the tier refuses fast meanwhile)")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"base_url {v!r}: must be an http:// or https:// URL")
+        if u.username or u.password or u.query or u.fragment:
+            raise ValueError("base_url: no credentials, query or fragment (the key goes in api_key_env or api_key_file)")
+        return v.rstrip("/")
+
+    @field_validator("api_key_file")
+    @classmethod
+    def _key_path(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        p = Path(v)
+        return str(p if p.is_absolute() else PROJECT_ROOT / p)
+
+    @model_validator(mode="after")
+    def _one_key_source(self):
+        if self.api_key_env and self.api_key_file:
+            raise ValueError("api_key_env and api_key_file: set one of them (or neither, for an endpoint without keys)")
+        return self
+
+    def key_source(self) -> str | None:
+        """The field that names the key (for messages), or None when the endpoint takes no key."""
+        return "api_key_env" if self.api_key_env else "api_key_file" if self.api_key_file else None
+
+    def check_key_source(self) -> None:
+        """A ValueError naming the field when the key source is missing or empty here (the deploy's check;
+        the replica reads the key again when it starts). The message never holds the key."""
+        read_key(self)
+
+
+def read_key(remote: RemoteConfig) -> str | None:
+    """The API key ``remote`` names (None when it names none); a ValueError naming the field when it is missing or empty."""
+    if remote.api_key_env:
+        key = os.environ.get(remote.api_key_env, "").strip()
+        if not key:
+            raise ValueError(f"remote.api_key_env: environment variable {remote.api_key_env} is not set or empty")
+        return key
+    if remote.api_key_file:
+        try:
+            key = Path(remote.api_key_file).read_text().strip()
+        except OSError:
+            raise ValueError(f"remote.api_key_file: cannot read {remote.api_key_file}") from None
+        if not key:
+            raise ValueError(f"remote.api_key_file: {remote.api_key_file} is empty")
+        return key
+    return None
+
+
+ENGINE_ONLY = frozenset(EngineConfig.model_fields) - {"model_id", "replica"}
+
+
+class RemoteTierConfig(Strict):
+    """A tier served by a remote OpenAI-compatible endpoint (:mod:`app.serve.remote`) instead of a vLLM engine."""
+
+    model_id: str = Field(min_length=1, description="the name clients use in 'model'")
+    remote: RemoteConfig
+    replica: Resources = Resources(num_cpus=0.05, max_ongoing_requests=128)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_both(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            both = sorted(ENGINE_ONLY & set(data))
+            if both:
+                raise ValueError(f"a remote tier has no engine fields ({', '.join(both)}): set either remote or the engine's fields")
+        return data
+
+    @model_validator(mode="after")
+    def _no_gpu(self):
+        if self.replica.num_gpus:
+            raise ValueError("replica.num_gpus: a remote tier runs on CPU (it only forwards requests)")
+        if self.replica.max_ongoing_requests < self.remote.max_in_flight:
+            raise ValueError("replica.max_ongoing_requests must be >= remote.max_in_flight, or remote.max_in_flight is never reached")
+        return self
+
+
+TierConfig = EngineConfig | RemoteTierConfig  # one tier: a vLLM engine in the graph, or a remote endpoint
+
+
+def tier_config(v: Any) -> Any:
+    """A tier's block as its kind: a remote tier has a ``remote`` block, an engine does not."""
+    if isinstance(v, dict):
+        return (RemoteTierConfig if "remote" in v else EngineConfig).model_validate(v)
+    return v
+
+
+def is_remote(tier: TierConfig) -> bool:
+    return isinstance(tier, RemoteTierConfig)
 
 
 class RouterLLMConfig(EngineConfig):
@@ -296,8 +409,8 @@ class AppConfig(Strict):
     ingress: IngressConfig = IngressConfig()
     embedder: EmbedderServeConfig = EmbedderServeConfig()
     router_llm: RouterLLMConfig | None = None
-    tier1: EngineConfig
-    tier2: EngineConfig
+    tier1: TierConfig = Field(description="a vLLM engine's fields, or a remote tier: {model_id, remote: {...}} (docs/remote-tiers.md)")
+    tier2: TierConfig = Field(description="a vLLM engine's fields, or a remote tier: {model_id, remote: {...}} (docs/remote-tiers.md)")
     fallback: FallbackConfig = FallbackConfig()
     auth: AuthConfig = AuthConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -310,6 +423,11 @@ class AppConfig(Strict):
     @classmethod
     def _artifact(cls, v: str | None) -> str | None:
         return project_file(v, "artifact")
+
+    @field_validator("tier1", "tier2", mode="before")
+    @classmethod
+    def _tier_kind(cls, v: Any) -> Any:
+        return tier_config(v)  # its errors keep their place (tier2.remote.base_url)
 
     def with_artifact_embedder(self, artifact: Artifact) -> "AppConfig":
         """This config with the embedding model and prefix ``artifact`` was calibrated with.
