@@ -383,3 +383,33 @@ def test_the_verifier_judges_a_remote_answer_without_logprobs():
     emb = {t: np.full(dim, 1 / math.sqrt(dim)) for t in v.texts(a)}
     verdict = v.verdict(a, emb)
     assert 0.0 <= verdict.score <= 1.0 and not any(k.startswith("lp_") for k in verdict.signals if verdict.signals[k] is None)
+
+
+def test_the_remote_example_config_is_the_local_default_with_a_remote_tier2():
+    import yaml
+
+    from common import ROOT
+
+    remote_cfg = yaml.safe_load((ROOT / "configs/local-remote.yaml").read_text())["applications"][0]["args"]
+    local = local_args()
+    assert {k: v for k, v in remote_cfg.items() if k != "tier2"} == {k: v for k, v in local.items() if k != "tier2"}
+    cfg = AppConfig.model_validate(remote_cfg)
+    assert cfg.tier2.remote.base_url == "http://127.0.0.1:8100/v1" and cfg.tier2.remote.api_key_env == "TIERROUTE_REMOTE_KEY"
+
+
+def test_the_cascade_counts_a_remote_streams_tokens_without_logprobs(server, key_env):
+    """Early streaming holds tier 1's first ``early_tokens`` tokens; a remote stream without log-probabilities
+    is counted by its content chunks, so the cascade decides early there too."""
+    from app.serve.answers import ChunkReader
+
+    async def go():
+        t = tier(server)
+        items = await collect(t.chat(chat("hello", stream=True, logprobs=True)))
+        await t.client.aclose()
+        return items
+
+    reader = ChunkReader("chat")
+    for item in run(go()):
+        reader.add(item)
+    assert reader.answer.logprobs == [] and reader.answer.n_tokens == 6 and reader.answer.finish_reason == "stop"
+    assert reader.answer.text == "word0 word1 word2 word3 word4 word5"
