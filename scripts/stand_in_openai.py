@@ -24,7 +24,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -52,6 +52,52 @@ def prompt_of(body: dict) -> str:
 
 def error(status: int, message: str, type_: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": None}}, status_code=status, headers=headers)
+
+
+def words_of(body: dict, d: dict[str, str]) -> tuple[list[str], int | None]:
+    """The canned answer's words (``words`` of them, at most the request's token limit) and that limit."""
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    n = int(d.get("words", 6))
+    n = min(n, int(limit)) if limit else n
+    return [f"word{i}" for i in range(n)], (int(limit) if limit else None)
+
+
+def usage_of(body: dict, n: int) -> dict:
+    prompt = len(prompt_of(body).split())
+    return {"prompt_tokens": prompt, "completion_tokens": n, "total_tokens": prompt + n}
+
+
+def completion(body: dict, chat: bool, d: dict[str, str]) -> dict:
+    """A unary answer in OpenAI's shape (no log-probabilities)."""
+    words, limit = words_of(body, d)
+    choice = {"index": 0, "finish_reason": "length" if limit and len(words) == limit else "stop", "logprobs": None}
+    choice.update({"message": {"role": "assistant", "content": " ".join(words)}} if chat else {"text": " ".join(words)})
+    obj = "chat.completion" if chat else "text_completion"
+    rid = f"standin-{uuid.uuid4().hex[:12]}"
+    return {"id": rid, "object": obj, "created": int(time.time()), "model": body.get("model"), "choices": [choice], "usage": usage_of(body, len(words))}
+
+
+async def events(body: dict, chat: bool, d: dict[str, str], stats: Counter) -> AsyncIterator[str]:
+    """An SSE stream in OpenAI's shape, a word a chunk ``chunk_delay`` apart; a stream the client cuts is counted."""
+    words, _ = words_of(body, d)
+    head = {"id": f"standin-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk" if chat else "text_completion", "created": int(time.time()), "model": body.get("model")}
+    delay, done = float(d.get("chunk_delay", 0)), False
+    stats["streams"] += 1
+    try:
+        for i, w in enumerate(words):
+            piece = ("" if i == 0 else " ") + w
+            choice = {"index": 0, "finish_reason": None, "logprobs": None, **({"delta": {"content": piece}} if chat else {"text": piece})}
+            yield f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
+            await asyncio.sleep(delay)
+        last = {"index": 0, "finish_reason": "stop", "logprobs": None, **({"delta": {}} if chat else {"text": ""})}
+        yield f"data: {json.dumps({**head, 'choices': [last]})}\n\n"
+        if (body.get("stream_options") or {}).get("include_usage"):
+            yield f"data: {json.dumps({**head, 'choices': [], 'usage': usage_of(body, len(words))})}\n\n"
+        yield "data: [DONE]\n\n"
+        done = True
+    finally:
+        if not done:
+            stats["streams_cut"] += 1
 
 
 def make_app(key: str | None) -> FastAPI:
@@ -98,41 +144,9 @@ def make_app(key: str | None) -> FastAPI:
             headers = {"retry-after": d["retry_after"]} if "retry_after" in d else None
             kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
             return error(status, f"stand-in {status}: scripted" + (" (internal detail: /srv/secret/path)" if status >= 500 else ""), kind, headers)
-        n = int(d.get("words", 6))
-        limit = body.get("max_tokens") or body.get("max_completion_tokens")
-        n = min(n, int(limit)) if limit else n
-        words = [f"word{i}" for i in range(n)]
-        rid, created = f"standin-{uuid.uuid4().hex[:12]}", int(time.time())
-        usage = {"prompt_tokens": len(prompt_of(body).split()), "completion_tokens": n, "total_tokens": len(prompt_of(body).split()) + n}
-        obj = "chat.completion" if chat else "text_completion"
         if not body.get("stream"):
-            choice = {"index": 0, "finish_reason": "length" if limit and n == int(limit) else "stop", "logprobs": None}
-            choice.update({"message": {"role": "assistant", "content": " ".join(words)}} if chat else {"text": " ".join(words)})
-            return {"id": rid, "object": obj, "created": created, "model": body.get("model"), "choices": [choice], "usage": usage}
-        delay = float(d.get("chunk_delay", 0))
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-
-        async def events():
-            done = False
-            stats["streams"] += 1
-            try:
-                for i, w in enumerate(words):
-                    delta = {"content": ("" if i == 0 else " ") + w} if chat else None
-                    choice = {"index": 0, "finish_reason": None, "logprobs": None}
-                    choice.update({"delta": delta} if chat else {"text": ("" if i == 0 else " ") + w})
-                    yield f"data: {json.dumps({'id': rid, 'object': obj + ('.chunk' if chat else ''), 'created': created, 'model': body.get('model'), 'choices': [choice]})}\n\n"
-                    await asyncio.sleep(delay)
-                last = {"index": 0, "finish_reason": "stop", "logprobs": None, **({"delta": {}} if chat else {"text": ""})}
-                yield f"data: {json.dumps({'id': rid, 'object': obj + ('.chunk' if chat else ''), 'created': created, 'model': body.get('model'), 'choices': [last]})}\n\n"
-                if include_usage:
-                    yield f"data: {json.dumps({'id': rid, 'object': obj + ('.chunk' if chat else ''), 'created': created, 'model': body.get('model'), 'choices': [], 'usage': usage})}\n\n"
-                yield "data: [DONE]\n\n"
-                done = True
-            finally:
-                if not done:
-                    stats["streams_cut"] += 1
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+            return completion(body, chat, d)
+        return StreamingResponse(events(body, chat, d, stats), media_type="text/event-stream")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
