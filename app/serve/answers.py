@@ -59,6 +59,7 @@ class Tier1Answer:
     tokens: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     usage: dict | None = None
+    deltas: int = 0  # non-empty content chunks of a stream (the count of tokens when there are no log-probabilities)
 
     def add_logprobs(self, lp: dict | None, endpoint: str) -> None:
         if not lp:
@@ -75,8 +76,9 @@ class Tier1Answer:
 
     @property
     def n_tokens(self) -> int:
-        """Completion tokens so far (one log-probability per sampled token)."""
-        return len(self.logprobs)
+        """Completion tokens so far: one log-probability per sampled token; a tier that returns none (a remote
+        endpoint may not) is counted one token per content chunk, as engines stream them."""
+        return len(self.logprobs) or self.deltas
 
 
 def answer_of(body: dict, endpoint: str) -> Tier1Answer:
@@ -140,6 +142,7 @@ class ChunkReader:
                 continue
             text = (c.get("delta") or {}).get("content") if self.endpoint == "chat" else c.get("text")
             self.answer.text += text or ""
+            self.answer.deltas += bool(text)
             self.answer.add_logprobs(c.get("logprobs"), self.endpoint)
             if c.get("finish_reason"):
                 self.answer.finish_reason = c["finish_reason"]

@@ -12,120 +12,29 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from app.routing.artifact import Artifact
 from app.routing.controller import ControllerConfig
 from app.routing.embed import EmbedderConfig, model_id
 from app.serve.routing_config import RoutingConfig, project_file
+from app.serve.tier_config import (  # noqa: F401  (re-exported: the tiers' blocks, from where they always were)
+    CPU_ENGINE_ENV,
+    PROJECT_ROOT,
+    Autoscaling,
+    EngineConfig,
+    RemoteConfig,
+    RemoteTierConfig,
+    Resources,
+    Strict,
+    TierConfig,
+    is_remote,
+    read_key,
+    tier_config,
+)
 from app.validation import describe
 
 logger = logging.getLogger("tierroute.config")
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-# Environment every vLLM engine needs on a CPU (see docs/serving.md).
-CPU_ENGINE_ENV = {
-    "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # default pins every engine to core 0
-    "TORCHDYNAMO_DISABLE": "1",  # else the first logprobs request compiles for ~17 s
-    "VLLM_NO_USAGE_STATS": "1",
-    "HF_HUB_OFFLINE": "1",
-}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Autoscaling(Strict):
-    """The part of Ray Serve's ``AutoscalingConfig`` a deployment here sets (Ray's own model validates it
-    again where the graph is built: :func:`app.serve.graph.app_config`)."""
-
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(1, ge=1)
-    target_ongoing_requests: float = Field(4, gt=0)
-
-    def options(self) -> dict[str, Any]:
-        """The fields of Ray's ``AutoscalingConfig``; a deployment starts with ``max(min_replicas, 1)`` replicas."""
-        return {
-            "min_replicas": self.min_replicas,
-            "initial_replicas": max(self.min_replicas, 1),
-            "max_replicas": self.max_replicas,
-            "target_ongoing_requests": self.target_ongoing_requests,
-        }
-
-    @model_validator(mode="after")
-    def _min_below_max(self):
-        if self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
-        return self
-
-
-class Resources(Strict):
-    """Ray resources of one replica."""
-
-    num_cpus: float = Field(0.25, ge=0)
-    num_gpus: float = Field(0, ge=0)
-    max_ongoing_requests: int = Field(64, ge=1)
-    max_queued_requests: int = Field(
-        -1, ge=-1, description="requests a caller may queue for this deployment beyond max_ongoing_requests per replica; -1: no bound"
-    )
-    autoscaling: Autoscaling = Autoscaling()
-    access_log: bool = Field(True, description="Serve's per-request access log of this deployment")
-
-    def deployment_options(self) -> dict[str, Any]:
-        """Ray Serve deployment options for these resources: the one builder for every deployment here."""
-        return {
-            "ray_actor_options": {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus},
-            "logging_config": {"enable_access_log": self.access_log},
-            "max_ongoing_requests": self.max_ongoing_requests,
-            "max_queued_requests": self.max_queued_requests,
-            "autoscaling_config": self.autoscaling.options(),
-        }
-
-
-class EngineConfig(Strict):
-    """One vLLM engine served through Ray Serve LLM (tier 1, tier 2 or the router LLM)."""
-
-    model_id: str = Field(min_length=1, description="the name clients use in 'model'")
-    model_source: str = Field(min_length=1, description="HF model id or local directory (relative: to the project root)")
-    accelerator: Literal["cpu", "L40S", "L4", "A10G", "A100", "H100"] = "cpu"
-    tensor_parallel_size: int = Field(1, ge=1)
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to vLLM (max_model_len, quantization, ...)")
-    bundle_cpus: float = Field(0.25, gt=0, description="CPUs of each placement bundle (one bundle per GPU on GPU)")
-    bundle_gpus: float = Field(1.0, gt=0, le=1, description="GPU share of each bundle: < 1 shares a GPU (set gpu_memory_utilization to match)")
-    env: dict[str, str] = Field(default_factory=dict, description="extra environment of the engine")
-    replica: Resources = Resources(num_cpus=0.25, max_ongoing_requests=64)
-
-    @field_validator("model_source")
-    @classmethod
-    def _resolve(cls, v: str) -> str:
-        """Local paths become absolute and must exist; anything else is a hub id."""
-        p = Path(v)
-        if not p.is_absolute() and (PROJECT_ROOT / p).exists():
-            return str(PROJECT_ROOT / p)
-        if (p.is_absolute() or v.startswith(".") or v.startswith("models/")) and not p.exists():
-            raise ValueError(f"model_source {v!r}: no such directory (`make setup` generates the local models)")
-        return v
-
-    @model_validator(mode="after")
-    def _cpu_needs(self):
-        if self.accelerator == "cpu":
-            missing = {"enforce_eager", "max_model_len"} - set(self.engine_kwargs)
-            if missing:
-                raise ValueError(f"engine_kwargs: a CPU engine needs {sorted(missing)} set (see README)")
-            if self.tensor_parallel_size != 1:
-                raise ValueError("tensor_parallel_size: must be 1 on CPU")
-        elif self.bundle_gpus < 1 and self.tensor_parallel_size > 1:
-            raise ValueError("bundle_gpus: a fractional GPU share needs tensor_parallel_size 1")
-        return self
-
-    def bundles(self) -> list[dict[str, float]]:
-        """Placement bundles of one replica: one per tensor-parallel rank."""
-        if self.accelerator == "cpu":
-            return [{"CPU": self.bundle_cpus}]
-        return [{"CPU": self.bundle_cpus, "GPU": self.bundle_gpus}] * self.tensor_parallel_size
-
 
 class RouterLLMConfig(EngineConfig):
     enabled: bool = True
@@ -296,8 +205,8 @@ class AppConfig(Strict):
     ingress: IngressConfig = IngressConfig()
     embedder: EmbedderServeConfig = EmbedderServeConfig()
     router_llm: RouterLLMConfig | None = None
-    tier1: EngineConfig
-    tier2: EngineConfig
+    tier1: TierConfig = Field(description="a vLLM engine's fields, or a remote tier: {model_id, remote: {...}} (docs/remote-tiers.md)")
+    tier2: TierConfig = Field(description="a vLLM engine's fields, or a remote tier: {model_id, remote: {...}} (docs/remote-tiers.md)")
     fallback: FallbackConfig = FallbackConfig()
     auth: AuthConfig = AuthConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -310,6 +219,11 @@ class AppConfig(Strict):
     @classmethod
     def _artifact(cls, v: str | None) -> str | None:
         return project_file(v, "artifact")
+
+    @field_validator("tier1", "tier2", mode="before")
+    @classmethod
+    def _tier_kind(cls, v: Any) -> Any:
+        return tier_config(v)  # its errors keep their place (tier2.remote.base_url)
 
     def with_artifact_embedder(self, artifact: Artifact) -> "AppConfig":
         """This config with the embedding model and prefix ``artifact`` was calibrated with.

@@ -9,6 +9,7 @@ tier 2 -> tier 1 on by default (cheaper, keeps answering), tier 1 -> tier 2 off 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from app.serve.config import FallbackConfig
@@ -17,11 +18,20 @@ CAUSES = ("error", "timeout", "overloaded", "unavailable")
 
 
 class TierFailure(Exception):
-    """A tier did not serve a request; ``cause`` is one of :data:`CAUSES` (details go to the log)."""
+    """A tier did not serve a request; ``cause`` is one of :data:`CAUSES` (details go to the log).
 
-    def __init__(self, tier: int, cause: str):
+    ``retry_after_s``: how long the tier said it will refuse (a remote endpoint's 429 Retry-After), else None.
+    """
+
+    def __init__(self, tier: int, cause: str, retry_after_s: float | None = None):
         super().__init__(f"tier {tier}: {cause}")
-        self.tier, self.cause = tier, cause
+        self.tier, self.cause, self.retry_after_s = tier, cause, retry_after_s
+
+    def retry_after(self, default_s: int) -> int:
+        """The Retry-After (whole seconds, at least 1) a client gets when nothing else serves the request."""
+        if self.retry_after_s is None:
+            return default_s
+        return max(1, math.ceil(self.retry_after_s))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
     Ingress (FastAPI) --> Embedder (sentence-transformers, @serve.batch; or inside the ingress)
                       --> Router LLM (vLLM, only inside the uncertainty band)
-                      --> Tier 1 / Tier 2 (vLLM)
+                      --> Tier 1 / Tier 2 (vLLM; or RemoteTier: a remote OpenAI-compatible endpoint)
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from ray.serve.config import AutoscalingConfig
 from app.routing.artifact import Artifact, load_artifact
 from app.validation import describe
 from app.serve.auth import load_keys
-from app.serve.config import AppConfig, EmbedderServeConfig
+from app.serve.config import AppConfig, EmbedderServeConfig, TierConfig, is_remote
 from app.serve.ingress import Ingress
 from app.serve.llm import llm_deployment
+from app.serve.remote import RemoteTier
 
 logger = logging.getLogger("tierroute.config")
 
@@ -74,7 +75,8 @@ def warn_if_other_pair(cfg: AppConfig, artifact: Artifact) -> bool:
     """Log a warning when the tiers' ``model_source``s are not the model pair the artifact was calibrated on
     (its threshold and figures then describe other models); True when it warned. The log names the
     artifact's pair only, never the configured sources (they may be local paths)."""
-    if artifact.serves_pair(cfg.tier1.model_source, cfg.tier2.model_source) is not False:
+    sources = [t.remote.model if is_remote(t) else t.model_source for t in (cfg.tier1, cfg.tier2)]
+    if artifact.serves_pair(*sources) is not False:
         return False
     tier1, tier2 = artifact.pair or ("?", "?")
     logger.warning(
@@ -117,9 +119,26 @@ def ingress_app(cfg: AppConfig, tier1, tier2, router_llm=None):
     )
 
 
+def tier_deployment(spec: TierConfig, field: str):
+    """The bound deployment of the tier in block ``field`` (tier1, tier2), named ``Tier1:<model_id>``...: a vLLM
+    engine, or a :class:`RemoteTier` (CPU only).
+
+    A remote tier's key source is checked here (a ValueError naming the field); its arguments name the
+    variable or file only: the replica reads the key itself when it starts."""
+    prefix = f"{field.capitalize()}:"
+    if not is_remote(spec):
+        return llm_deployment(spec, prefix)
+    try:
+        spec.remote.check_key_source()
+    except ValueError as e:
+        raise ValueError(f"tierroute config: {field}.{e}") from None
+    opts = spec.replica.deployment_options()
+    return RemoteTier.options(name=f"{prefix}{spec.model_id}", **opts).bind(spec.remote.model_dump(mode="json"), spec.model_id)
+
+
 def build_app(args: dict | AppConfig):
     """Validate ``args`` as :class:`AppConfig` against its artifact and bind every deployment."""
     cfg, artifact = app_config(args)
     warn_if_other_pair(cfg, artifact)
     router_llm = llm_deployment(cfg.router_llm, "RouterLLM:") if cfg.router_llm and cfg.router_llm.enabled else None
-    return ingress_app(cfg, llm_deployment(cfg.tier1, "Tier1:"), llm_deployment(cfg.tier2, "Tier2:"), router_llm)
+    return ingress_app(cfg, tier_deployment(cfg.tier1, "tier1"), tier_deployment(cfg.tier2, "tier2"), router_llm)

@@ -33,7 +33,7 @@ from app.routing.router import Decision
 from app.serve import errors
 from app.serve.auth import Key, KeyQuota, KeyRing
 from app.serve.cascade import cascade_of
-from app.serve.config import AppConfig, IngressConfig
+from app.serve.config import AppConfig, IngressConfig, is_remote
 from app.serve.decision_log import log_decision
 from app.serve.errors import APIError, request_id
 from app.serve.fallback import Fallback, TierFailure, other_tier
@@ -117,7 +117,8 @@ class Ingress:
                 h.options(_by_reference=False) if h is not None else None for h in (embedder, tier1, tier2, router_llm)
             )
         self.router_service = router_service(self.cfg, embedder, router_llm)
-        self.tiers = Tiers({1: (self.cfg.tier1.model_id, tier1), 2: (self.cfg.tier2.model_id, tier2)})
+        remote = frozenset(t for t, spec in ((1, self.cfg.tier1), (2, self.cfg.tier2)) if is_remote(spec))
+        self.tiers = Tiers({1: (self.cfg.tier1.model_id, tier1), 2: (self.cfg.tier2.model_id, tier2)}, remote)
         loaded = [Key.load(k) for k in keys or []]
         self.keys = KeyRing(loaded) if loaded else None
         self.quotas = {k.name: KeyQuota(k.limits) for k in loaded}
@@ -219,7 +220,7 @@ class Ingress:
         return out, (time.perf_counter() - t0) * 1000
 
     def _tier_down(self, f: TierFailure) -> APIError:
-        wait = self.cfg.ingress.retry_after_s
+        wait = f.retry_after(self.cfg.ingress.retry_after_s)  # a remote tier's Retry-After, else the ingress's
         if f.cause == "overloaded":
             return errors.overloaded("the model tiers are at their queue limits; retry shortly", wait)
         return errors.unavailable("no model tier can serve this request now; retry shortly", wait)

@@ -4,7 +4,9 @@ A non-streaming request is one unary call (``chat_once``/``completions_once``);
 a streaming one opens the engine's stream. Either way the client's request
 headers go along as Ray Serve LLM's ``RawRequestInfo``, as Ray's own OpenAI
 ingress passes them. An engine's ``ErrorResponse`` becomes an error in OpenAI's
-shape with the engine's status.
+shape with the engine's status; a tier's 429 (with its ``retry_after``), 503 and 504 are its refusals
+(overloaded, unavailable, timeout), other 5xx its errors. A tier is a vLLM engine or a remote endpoint
+(:class:`app.serve.remote.RemoteTier`): both answer these calls with the same items.
 
 A tier that fails a request (a server error, no answer within the call's timeout, a full queue,
 no healthy replica) raises :class:`app.serve.fallback.TierFailure`: the ingress decides what
@@ -32,11 +34,14 @@ from app.serve.ray_llm import RawRequestInfo
 logger = logging.getLogger("tierroute.tiers")
 
 ENDPOINTS = ("chat", "completions")  # the OpenAI endpoints a tier serves
+REFUSALS = {429: "overloaded", 503: "unavailable", 504: "timeout"}  # a tier's error statuses that are not errors of the request
 
 
 class Tiers:
-    def __init__(self, tiers: dict[int, tuple[str, object]]):
-        """``tiers``: tier -> (model id, deployment handle)."""
+    def __init__(self, tiers: dict[int, tuple[str, object]], remote: frozenset[int] = frozenset()):
+        """``tiers``: tier -> (model id, deployment handle); ``remote``: the tiers that are remote endpoints
+        (their health is a probe of the endpoint, not the replica's own check)."""
+        self.remote = frozenset(remote)
         self.model = {t: mid for t, (mid, _) in tiers.items()}
         self.by_model = {mid: t for t, mid in self.model.items()}
         self._handles = {t: h for t, (_, h) in tiers.items()}
@@ -50,7 +55,11 @@ class Tiers:
         # Ray Serve LLM's ErrorResponse or vLLM's own (an engine-side validation error, e.g. the context length)
         if isinstance(resp, ErrorResponse):
             e = resp.error
-            err = engine_error(int(e.code), e.message, e.type, getattr(e, "param", None), request_id(request))
+            code = int(e.code)
+            if code in REFUSALS:  # overloaded (a remote's 429, with its Retry-After), unavailable, timed out
+                logger.warning("request %s: tier %s refused (%s): %s", request_id(request), tier, code, e.message)
+                raise TierFailure(tier, REFUSALS[code], getattr(e, "retry_after", None))
+            err = engine_error(code, e.message, e.type, getattr(e, "param", None), request_id(request))
             if err.status >= 500:  # the tier's fault: another tier may serve it
                 raise TierFailure(tier, "error")
             raise err
@@ -107,7 +116,7 @@ class Tiers:
         status = {}
         for tier, h in self._handles.items():
             try:
-                await asyncio.wait_for(h.check_health.remote(), timeout_s)
+                await asyncio.wait_for((h.probe if tier in self.remote else h.check_health).remote(), timeout_s)
                 status[self.model[tier]] = "ready"
             except Exception:
                 logger.warning("tier %s (%s) failed its health check", tier, self.model[tier], exc_info=True)
