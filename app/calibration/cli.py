@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from app.calibration.ladder_cli import add_arguments as add_ladder_arguments
 from app.calibration.verifier_cli import add_arguments as add_verifier_arguments, calibrate_verifier
 from app.routing.cli import add_artifact_arg
 
@@ -96,6 +97,7 @@ def _calibrate_parser(sub) -> argparse.ArgumentParser:
         "and each repeat's figure: on a few hundred rows one split's figure moves by several points",
     )
     add_verifier_arguments(c)
+    add_ladder_arguments(c, calibrate=True)
     h = c.add_argument_group(
         "router-LLM hybrid",
         "rate prompts with outcomes through --endpoint with the serving prompt and fit the band, the LLM's weight and "
@@ -128,6 +130,7 @@ def _evaluate_parser(sub) -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--weak-col")
     e.add_argument("--strong-col")
+    add_ladder_arguments(e, calibrate=False)
     return e
 
 
@@ -204,6 +207,10 @@ def run_calibrate(args) -> int:
     from app.routing.router import Router
     from app.traffic import read_requests
 
+    if args.ladder:
+        from app.calibration.ladder_cli import run_ladder_calibrate
+
+        return run_ladder_calibrate(args)
     if args.verifier_only or not args.output:
         if not (args.verifier_only and args.verifier_output):
             raise ValueError("--output is required (or --verifier-only with --verifier-output)")
@@ -276,6 +283,10 @@ def run_evaluate(args) -> int:
 
     if args.outcomes:
         return _evaluate_outcomes(args)
+    if args.ladder:
+        from app.calibration.ladder_cli import run_ladder_eval
+
+        return run_ladder_eval(args)
     if args.cascade:
         from app.calibration.cascade_eval import run_cascade
 
