@@ -152,7 +152,10 @@ def run_ladder_calibrate(args) -> int:
         emb = np.asarray(cached_encode(model, [r.prompt for r in data.rows], embedding_cache()))
         info = EmbedderInfo(model_id=model.model_id, dim=model.dim, prefix=args.prefix)
     inp = SourceInputs(data, {m: costs[:, k] for k, m in enumerate(tiers)}, emb)
-    art = build_ladder(inp, tiers, prices, args.ladder_mode, shares_, args.target_quality, args.folds, args.seed, info, getattr(args, "command_line", None))
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # many small logistic fits: more BLAS threads only cost time
+        art = build_ladder(inp, tiers, prices, args.ladder_mode, shares_, args.target_quality, args.folds, args.seed, info, getattr(args, "command_line", None))
     art.save(args.output)
     print(format_card(art) + f"\nwrote {args.output}")
     return 0

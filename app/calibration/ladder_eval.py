@@ -258,7 +258,15 @@ def fixed_served(inp: SourceInputs, model: str) -> Served:
 
 
 def evaluate_source(inp: SourceInputs, tiers: list[str], variants, n_outer: int, n_inner: int, seed: int, n_boot: int, cache: dict | None = None) -> dict:
-    """Every variant's ladder and two-tier sub-ladders on one source; the reach table per variant."""
+    """Every variant's ladder and two-tier sub-ladders on one source; the reach table per variant. BLAS runs on one
+    thread: the many small logistic fits only lose time to more (5-7x the CPU time on a busy 2-core machine)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _evaluate_source(inp, tiers, variants, n_outer, n_inner, seed, n_boot, cache)
+
+
+def _evaluate_source(inp, tiers, variants, n_outer, n_inner, seed, n_boot, cache) -> dict:
     cache = {} if cache is None else cache
     ref_cost = inp.costs[tiers[-1]]
     top_q = inp.score(tiers[-1])
