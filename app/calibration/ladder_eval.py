@@ -207,6 +207,34 @@ def reach_table(served: dict[str, Served], ladder: str, subs: list[str], ref_cos
     return out
 
 
+AT_BUDGETS = (0.1, 0.2, 0.3, 0.5)  # budgets (relative to all top tier) the quality table reads
+
+
+def budget_table(served: dict[str, Served], ladder: str, subs: list[str], ref_cost, at=AT_BUDGETS, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per budget (the knob the thresholds were set for on the training folds): each router's held-out quality with a
+    90% bootstrap interval and its held-out cost, and the ladder's paired quality difference from the best two-tier
+    sub-ladder at that budget (best by held-out quality: a choice that favours the sub-ladders)."""
+    n = len(ref_cost)
+    rng = np.random.default_rng(seed + 1)
+    samples = [rng.integers(0, n, n) for _ in range(n_boot)]
+    out = {}
+    for b in at:
+        j = int(np.argmin(np.abs(BUDGETS - b)))
+        row = {}
+        for name, s in served.items():
+            q = s.quality[:, j]
+            lo, hi = interval(np.array([q[i].mean() for i in samples]))
+            row[name] = {"quality": float(q.mean()), "low": lo, "high": hi, "cost": float(s.paid[:, j].sum() / ref_cost.sum())}
+        best = max(subs, key=lambda x: row[x]["quality"]) if subs else None
+        diff = None
+        if best is not None:
+            d = served[ladder].quality[:, j] - served[best].quality[:, j]
+            lo, hi = interval(np.array([d[i].mean() for i in samples]))
+            diff = {"versus": best, "difference": float(d.mean()), "low": lo, "high": hi}
+        out[f"{b:g}"] = {"routers": row, "best two-tier": best, "ladder minus best two-tier": diff}
+    return out
+
+
 def sub_ladders(tiers: list[str]) -> list[list[str]]:
     return [list(p) for p in itertools.combinations(tiers, 2)]
 
@@ -280,7 +308,8 @@ def _evaluate_source(inp, tiers, variants, n_outer, n_inner, seed, n_boot, cache
         group = {lad.name: lad} | {s.name: s for s in subs}
         served |= group
         table = reach_table(group | fixed, lad.name, [s.name for s in subs], ref_cost, top_q, FRACS, n_boot, seed)
-        tables[v.name] = {"ladder": lad.name, "subs": [s.name for s in subs], "targets": table}
+        at_budget = budget_table(group, lad.name, [s.name for s in subs], ref_cost, AT_BUDGETS, n_boot, seed)
+        tables[v.name] = {"ladder": lad.name, "subs": [s.name for s in subs], "targets": table, "at_budget": at_budget}
     return {
         "n": len(inp.data.rows),
         "tiers": tiers,
@@ -311,6 +340,13 @@ def format_source(source: str, res: dict) -> str:
             d = tab["ladder minus best two-tier"]
             if d:
                 lines.append(f"   ladder - best two-tier: {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+        lines.append(f"-- {vname}; held-out quality [90% interval] (held-out cost) with thresholds set on the training folds for a budget:")
+        for b, tab in t["at_budget"].items():
+            cells = "; ".join(f"{name.rsplit(': ', 1)[-1]} {x['quality']:.3f} [{x['low']:.3f}, {x['high']:.3f}] ({x['cost']:.3f})" for name, x in tab["routers"].items())
+            lines.append(f"   budget {float(b):.2f}: {cells}")
+            d = tab["ladder minus best two-tier"]
+            if d:
+                lines.append(f"   budget {float(b):.2f}: ladder - best two-tier ({d['versus'].rsplit(': ', 1)[-1]}): {d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
     return "\n".join(lines)
 
 
