@@ -77,7 +77,8 @@ def _embedder():
 
 
 def run_ladder_eval(args) -> int:
-    from app.calibration.ladder_eval import VARIANTS, evaluate_source, format_source, jsonable, plot
+    from app.calibration.ladder_eval import VARIANTS, evaluate_source, plot
+    from app.calibration.ladder_report import format_source, jsonable
 
     tiers = parse_ladder(args.ladder)
     keys = [k.strip() for k in args.variants.split(",")] if args.variants else [v.scorer for v in VARIANTS]
