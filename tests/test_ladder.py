@@ -91,6 +91,9 @@ def test_cascade_charges_every_visited_tier_and_route_only_the_last():
     assert outcome(outcomes, tiers).tolist() == [0.0, 1.0, 1.0]
     rel, q = evaluate_grid(scores, outcomes, costs, "cascade", np.array([[0.5, 0.5], [-np.inf, -np.inf]]))
     assert rel.tolist() == pytest.approx([123 / 300, 333 / 300]) and q.tolist() == pytest.approx([2 / 3, 1.0])
+    # a two-tier sub-ladder's budget is relative to the full ladder's top tier, not to its own top
+    rel, _ = evaluate_grid(scores[:, :1], outcomes[:, :2], costs[:, :2], "cascade", np.array([[0.5]]), ref=costs[:, 2])
+    assert rel.tolist() == pytest.approx([(1 + 11 + 11) / 300])
 
 
 def test_token_costs_from_prices_and_answers():

@@ -133,8 +133,10 @@ class Served:
         return self.paid[idx].sum(0) / ref_cost[idx].sum(), self.quality[idx].mean(0)
 
 
-def nested_serve(inp: SourceInputs, tiers: list[str], v: Variant, n_outer: int, n_inner: int, seed: int, cache: dict) -> Served:
-    """Held-out routes of a ``v`` ladder over ``tiers`` at every budget in :data:`BUDGETS` (nested: see the module)."""
+def nested_serve(inp: SourceInputs, tiers: list[str], v: Variant, n_outer: int, n_inner: int, seed: int, cache: dict, ref: str | None = None) -> Served:
+    """Held-out routes of a ``v`` ladder over ``tiers`` at every budget in :data:`BUDGETS` (nested: see the module).
+    Budgets are relative to the cost of model ``ref`` (default: the top of ``tiers``; a sub-ladder gets its ladder's)."""
+    ref_cost = inp.costs[ref or tiers[-1]]
     n = len(inp.data.rows)
     outcomes = np.stack([inp.score(m) for m in tiers], axis=1)
     costs = np.stack([inp.costs[m] for m in tiers], axis=1)
@@ -151,7 +153,7 @@ def nested_serve(inp: SourceInputs, tiers: list[str], v: Variant, n_outer: int, 
             s_tr[:, k], s_te[:, k], name = cache[key]
             chosen.append(f"fold {fold} boundary {k}: {name}")
         combos = grid(s_tr)
-        rel, q = evaluate_grid(s_tr, outcomes[tr], costs[tr], v.mode, combos)
+        rel, q = evaluate_grid(s_tr, outcomes[tr], costs[tr], v.mode, combos, ref=ref_cost[tr])
         for b, budget in enumerate(BUDGETS):
             f = final_tier(s_te, combos[pick_budget(rel, q, budget)])
             paid_[te, b] = paid(costs[te], f, v.mode)
@@ -230,7 +232,7 @@ def _evaluate_source(inp, tiers, variants, n_outer, n_inner, seed, n_boot, cache
         if v.scorer in ("verifier", "answer-length") and any(m not in r.answers for r in inp.data.rows for m in tiers[:-1]):
             continue  # no answers: no cascade
         lad = nested_serve(inp, tiers, v, n_outer, n_inner, seed, cache)
-        subs = [nested_serve(inp, p, v, n_outer, n_inner, seed, cache) for p in sub_ladders(tiers)] if len(tiers) > 2 else []
+        subs = [nested_serve(inp, p, v, n_outer, n_inner, seed, cache, tiers[-1]) for p in sub_ladders(tiers)] if len(tiers) > 2 else []
         fixed = {f.name: f for f in (fixed_served(inp, m) for m in tiers)}
         group = {lad.name: lad} | {s.name: s for s in subs}
         served |= group

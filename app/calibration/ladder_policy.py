@@ -59,13 +59,14 @@ def grid(scores: np.ndarray, n_quantiles: int = N_QUANTILES) -> np.ndarray:
     return np.array(list(itertools.product(*per)))
 
 
-def evaluate_grid(scores, outcomes, costs, mode: str, combos: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """(relative cost, mean quality) of each threshold combo on these rows; cost relative to all top tier."""
+def evaluate_grid(scores, outcomes, costs, mode: str, combos: np.ndarray, chunk: int = 512, ref=None) -> tuple[np.ndarray, np.ndarray]:
+    """(relative cost, mean quality) of each threshold combo on these rows; cost relative to all top tier (or to
+    ``ref``, per row: the reference tier's cost, e.g. a wider ladder's top tier for a sub-ladder without it)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     s = np.asarray(scores, dtype=float)
     c = np.cumsum(costs, axis=1) if mode == "cascade" else np.asarray(costs, dtype=float)
-    top = costs[:, -1].sum()
+    top = (costs[:, -1] if ref is None else np.asarray(ref, dtype=float)).sum()
     rel, qual = np.empty(len(combos)), np.empty(len(combos))
     for a in range(0, len(combos), chunk):
         t = combos[a : a + chunk]
