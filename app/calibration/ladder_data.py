@@ -166,6 +166,13 @@ def load_shared_ladder(root: str | Path, source: str, models: list[str] | None =
     return data
 
 
+def has_models(root: str | Path, source: str, models: list[str]) -> bool:
+    """Whether the shared data directory has pair files of ``source`` scoring every one of ``models``."""
+    prefix, _ = SHARED_SOURCES[source]
+    present = {m for pair, ms in PAIR_MODELS.items() if (Path(root) / f"{prefix}{pair}.csv").is_file() for m in ms}
+    return set(models) <= present
+
+
 def load_ladder_file(path: str | Path, columns: list[str] | None = None, source: str | None = None) -> LadderData:
     """A JSONL file of ``{"prompt", "scores": {...}, "answers"?: {...}}`` rows, or a CSV with one score column per
     model in ``columns`` (and optional ``<col>_answer`` columns). Every row must score every model."""
@@ -218,12 +225,8 @@ def load_ladder(paths: list[str], ladder: list[str], sources: list[str] | None =
     parts: list[LadderData] = []
     for p in paths:
         if Path(p).is_dir():
-            for s in sources or list(SHARED_SOURCES):
-                try:
-                    parts.append(load_shared_ladder(p, s, ladder))
-                except DataError:
-                    if sources:  # asked for by name: say why it cannot be read
-                        raise
+            for s in sources or [s for s in SHARED_SOURCES if has_models(p, s, ladder)]:
+                parts.append(load_shared_ladder(p, s, ladder))
         else:
             d = load_ladder_file(p, ladder if Path(p).suffix == ".csv" else None)
             d.require(ladder)
