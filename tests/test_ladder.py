@@ -42,14 +42,15 @@ def test_join_matches_ids_and_reports_missing(tmp_path):
                [["Q one?", "a", 0, 1, "8b-a", "70b-a"], ["Q two?", "b", 1, 1, "8b-b", "70b-b"], ["Q three?", "c", 0, 0, "8b-c", "70b-c"]])  # fmt: skip
     # another order, and id "c" missing: joined on the id, not the line
     _write_csv(tmp_path / "zeroeval/gsm8k_gpt4omini_vs_gpt4o.csv", head,
-               [["Q two?", "b", 0, 1, "mini-b", "4o-b"], ["Q one?", "a", 1, 0, "mini-a", "4o-a"]])  # fmt: skip
+               [["Q two?", "b", 0, 1, "mini-b", "4o-b"], ["Q one, reworded?", "a", 1, 0, "mini-a", "4o-a"]])  # fmt: skip
     d = load_shared_ladder(tmp_path, "gsm8k")
     assert sorted(d.models) == ["gpt-4o", "gpt-4o-mini", "llama-3.1-70b", "llama-3.1-8b"]
     by_id = {r.id: r for r in d.rows}
     assert set(by_id) == {"a", "b"}
     assert by_id["a"].scores == {"llama-3.1-8b": 0.0, "llama-3.1-70b": 1.0, "gpt-4o-mini": 1.0, "gpt-4o": 0.0}
     assert by_id["b"].answers["gpt-4o-mini"] == "mini-b" and by_id["b"].answers["llama-3.1-8b"] == "8b-b"
-    assert by_id["a"].prompt == "Q one?" and by_id["a"].source == "gsm8k"
+    assert by_id["a"].prompt == "Q one?" and by_id["a"].source == "gsm8k"  # the first file's text
+    assert d.prompt_mismatch == 1
     missing = {k.rsplit("/", 1)[-1]: v for k, v in d.dropped.items()}
     assert missing == {"gsm8k_llama31_8b_vs_70b.csv": [], "gsm8k_gpt4omini_vs_gpt4o.csv": ["c"]}
     assert "1 ids missing" in d.summary()

@@ -127,7 +127,7 @@ def join_pair_files(files: dict[str, tuple[Path, str, tuple[str, str]]], source:
         raise DataError(f"{source}: a model appears in two pair files ({models})")
     rows, mismatch = [], 0
     for key in order:
-        scores, answers, prompt = {}, {}, None
+        scores, answers, prompt, differs = {}, {}, None, False
         for label, (_, _, (weak_model, strong_model)) in files.items():
             rec = tables[label][key]
             row, where = rec["row"], rec["where"]
@@ -135,12 +135,13 @@ def join_pair_files(files: dict[str, tuple[Path, str, tuple[str, str]]], source:
             if prompt is None:
                 prompt = text
             elif text != prompt:
-                mismatch += 1
+                differs = True
             scores[weak_model] = _as_score(row["weak"], f"{where}: weak")
             scores[strong_model] = _as_score(row["strong"], f"{where}: strong")
             for col, model in (("weak_answer", weak_model), ("strong_answer", strong_model)):
                 if isinstance(row.get(col), str):
                     answers[model] = row[col]
+        mismatch += differs
         rows.append(LadderRow(key, prompt, scores, answers, source))
     if not rows:
         raise DataError(f"{source}: no id is in every pair file ({', '.join(str(f[0]) for f in files.values())})")
