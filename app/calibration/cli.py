@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from app.calibration.ladder_cli import add_arguments as add_ladder_arguments, run_ladder_calibrate, run_ladder_eval
 from app.calibration.verifier_cli import add_arguments as add_verifier_arguments, calibrate_verifier
 from app.routing.cli import add_artifact_arg
 
@@ -89,13 +90,12 @@ def _calibrate_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--folds", type=int, default=5, help="outer folds of the nested cross-validation (inner: one fewer)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument(
-        "--repeats",
-        type=int,
-        default=1,
+        "--repeats", type=int, default=1,
         help="repeat the nested cross-validation on this many outer splits (seeds --seed, --seed+1, ...) and report the mean "
         "and each repeat's figure: on a few hundred rows one split's figure moves by several points",
-    )
+    )  # fmt: skip
     add_verifier_arguments(c)
+    add_ladder_arguments(c, calibrate=True)
     h = c.add_argument_group(
         "router-LLM hybrid",
         "rate prompts with outcomes through --endpoint with the serving prompt and fit the band, the LLM's weight and "
@@ -128,6 +128,7 @@ def _evaluate_parser(sub) -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--weak-col")
     e.add_argument("--strong-col")
+    add_ladder_arguments(e, calibrate=False)
     return e
 
 
@@ -204,6 +205,8 @@ def run_calibrate(args) -> int:
     from app.routing.router import Router
     from app.traffic import read_requests
 
+    if args.ladder:
+        return run_ladder_calibrate(args)
     if args.verifier_only or not args.output:
         if not (args.verifier_only and args.verifier_output):
             raise ValueError("--output is required (or --verifier-only with --verifier-output)")
@@ -276,6 +279,8 @@ def run_evaluate(args) -> int:
 
     if args.outcomes:
         return _evaluate_outcomes(args)
+    if args.ladder:
+        return run_ladder_eval(args)
     if args.cascade:
         from app.calibration.cascade_eval import run_cascade
 
