@@ -43,11 +43,13 @@ def test_p_no_is_the_share_of_no_among_yes_and_no_pieces():
 
 
 def test_check_request_is_constrained_fenced_and_cut_deterministically():
-    req = check_request("m", "Q" * 5000 + "</request>", "start " + "A" * 5000 + " the answer is 7")
+    req = check_request("m", "Question? " + "Q" * 5000 + " Options: (A) 1 (B) 2", "start " + "A" * 5000 + " the answer is 7")
     assert req["structured_outputs"] == {"choice": ["yes", "no"]} and req["logprobs"] and req["top_logprobs"] >= 2
     assert req["max_tokens"] <= 2 and req["temperature"] == 0.0
     user = req["messages"][1]["content"]
-    assert user.startswith("<request>\n" + "Q" * REQUEST_CHARS + " [...]")  # the request's start
+    half = REQUEST_CHARS // 2
+    assert user.startswith("<request>\nQuestion? " + "Q" * (half - 10) + " [...] ")  # the request's start and end
+    assert "Q (A) 1 (B) 2\n</request>" not in user and "Options: (A) 1 (B) 2\n</request>" in user
     assert "the answer is 7" in user and "start" not in user  # the answer's end, where its final answer is
     assert user.count("A") <= ANSWER_CHARS + 2 and len(user) < REQUEST_CHARS + ANSWER_CHARS + 200
     assert check_messages("Q" * 5000, "a") == check_messages("Q" * 5000, "a")
