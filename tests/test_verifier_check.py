@@ -305,6 +305,6 @@ def test_calibrate_fits_the_check_on_nested_scores_and_show_reports_it(tmp_path,
     assert c.llm_weight == 0.0 and "never consulted" in printed and (tmp_path / "verifier.json.checks.jsonl").is_file()
     assert main(["show", "--verifier", str(out)]) == 0
     shown = capsys.readouterr().out
-    assert "router LLM check (checker, prompt check-v1): weight 0, never consulted" in shown and "without / with the check" in shown
+    assert f"router LLM check (checker, prompt {CHECK_PROMPT_VERSION}): weight 0, never consulted" in shown and "without / with the check" in shown
     assert main(["calibrate", "--data", str(data), "--verifier-only", "--verifier-output", str(out), "--verifier-check-llm", "checker"]) == 2
     assert "--verifier-check-llm needs --endpoint" in capsys.readouterr().err

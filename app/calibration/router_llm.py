@@ -98,9 +98,10 @@ def fit_router_llm(
     seed: int = 0,
     permutations: int = PERMUTATIONS,
     prompt_version: str = RATING_PROMPT_VERSION,
+    what: str = "ratings",
 ) -> Hybrid:
     """The hybrid for ``rows`` (outcome rows with a rating); ``scores``, ``quantiles``, ``ratings`` align with them.
-    ``prompt_version``: of the request that gave the ratings (recorded in the fit)."""
+    ``prompt_version``: of the request that gave the ratings (recorded in the fit); ``what`` they are, in the note."""
     if len(rows) < 50:
         raise ValueError(f"router LLM: {len(rows)} rated rows with outcomes are too few to fit its use (need >= 50)")
     s, q, r = (np.asarray(a, dtype=float) for a in (scores, quantiles, ratings))
@@ -136,14 +137,14 @@ def fit_router_llm(
     }  # fmt: skip
     if not used:
         fit["note"] = (
-            f"the router LLM's ratings added nothing out of fold beyond what shuffled ratings add (gain {gain:+.3f}, "
+            f"the router LLM's {what} added nothing out of fold beyond what shuffled {what} add (gain {gain:+.3f}, "
             f"shuffled up to {null.max():+.3f}, p = {p_value:.2f}): weight 0, never consulted"
         )
         return Hybrid(band=0.0, llm_weight=0.0, llm_center=float(np.median(r)), fitted=True, fit=fit)
     band, w, c = _best(p, rows, s, q, r, threshold_quantile)
     fit["note"] = (
-        f"band {band}, weight {w}, centre {c:.3f} chosen on all rated rows; gain out of fold beats every shuffled "
-        f"rating (p = {p_value:.2f})"
+        f"band {band}, weight {w}, centre {c:.3f} chosen on all rated rows; gain out of fold beats every shuffling "
+        f"of the {what} (p = {p_value:.2f})"
     )
     return Hybrid(band=band, llm_weight=w, llm_center=c, fitted=True, fit=fit)
 

@@ -57,7 +57,7 @@ def fit_check(
     strong = np.array([r.strong for r in rows], dtype=float)
     o = Outcomes(np.array([r.source for r in rows], dtype=object), (weak < strong).astype(np.float32), weak, strong)
     kw = {} if permutations is None else {"permutations": permutations}
-    h = fit_router_llm(o, rated, oof[rated], q_all[rated], p_no, q_t, model, n_splits, seed, prompt_version=CHECK_PROMPT_VERSION, **kw)
+    h = fit_router_llm(o, rated, oof[rated], q_all[rated], p_no, q_t, model, n_splits, seed, prompt_version=CHECK_PROMPT_VERSION, what="checks", **kw)
     h.fit["threshold_quantile"] = q_t
     h.fit["scores"] = "nested out-of-fold verifier scores"
     return VerifierCheck(**h.model_dump(), prompt_version=CHECK_PROMPT_VERSION, score_quantiles=quantiles)
