@@ -100,7 +100,6 @@ class Judge:
             self.controller.observe(v.score)
         return v
 
-
     async def _checked(self, request_text: str, answer: str, v: Verdict) -> Verdict:
         """``v`` moved by the router LLM's check; unchanged (``v.check`` says why) when it is late, fails or is absent."""
         if self._check is None:
