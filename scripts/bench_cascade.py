@@ -42,16 +42,17 @@ PROMPTS = [
 ]
 
 
-def add_ingress(args: dict, app: str, name: str, prefix: str) -> None:
-    """Another application: an ingress of ``args`` over application ``app``'s tier engines."""
+def add_ingress(args: dict, app: str, name: str, prefix: str, router_llm: bool = False) -> None:
+    """Another application: an ingress of ``args`` over application ``app``'s tier engines (and its router LLM's)."""
     from ray import serve
 
     from app.serve.graph import app_config, ingress_app
 
     deps = serve.status().applications[app].deployments
     tier = {t: serve.get_deployment_handle(next(d for d in deps if d.startswith(f"Tier{t}:")), app) for t in (1, 2)}
+    llm = serve.get_deployment_handle(next(d for d in deps if d.startswith("RouterLLM:")), app) if router_llm else None
     cfg, _ = app_config(args)
-    serve.run(ingress_app(cfg, tier[1], tier[2]), name=name, route_prefix=prefix)
+    serve.run(ingress_app(cfg, tier[1], tier[2], llm), name=name, route_prefix=prefix)
 
 
 def cascade_args(stream: str, threshold: float, early_tokens: int) -> dict:

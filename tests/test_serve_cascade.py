@@ -1,6 +1,7 @@
 """Cascade routing on the real graph: a local Ray cluster, the real MiniLM embedder and real vLLM
 engines on the generated tiny models, with verifier artifacts written here (real files, loaded by the
-ingress as a user's would be).
+ingress as a user's would be). A fourth ingress's verifier carries a router-LLM check block whose band
+covers every score: the graph's real router LLM is asked about every answer.
 
 The verifier's expert embeds the request with tier 1's answer (``embedding: request_answer``, the
 MiniLM dimension): its coefficients point at the embedding of :data:`ANCHOR`, so a request that says
@@ -18,7 +19,8 @@ from common import free_port, local_args
 
 from app.serve.local import local_graph
 from app.serve.prometheus import CASCADE_METRICS
-from app.verification.artifact import Logit, Pair, VerifierArtifact, VerifierExpert
+from app.verification.artifact import Logit, Pair, VerifierArtifact, VerifierCheck, VerifierExpert
+from app.verification.check import CHECK_PROMPT_VERSION
 
 pytestmark = pytest.mark.serve
 
@@ -30,8 +32,12 @@ ENV = "TIERROUTE_TEST_CASCADE_KEYS"
 CAP = 8  # cascade.max_tier1_tokens
 
 
-def write_verifier(path, args) -> str:
-    """A verifier whose score is sigmoid(40 * (cos(embedding, ANCHOR's) - 0.4)), threshold 0.5."""
+CHECK_WEIGHT = 0.05
+
+
+def write_verifier(path, args, check: bool = False) -> str:
+    """A verifier whose score is sigmoid(40 * (cos(embedding, ANCHOR's) - 0.4)), threshold 0.5; ``check``: with a
+    router-LLM check consulted for every score (band 1), too light to flip a decision."""
     from app.routing.artifact import load_artifact
     from app.routing.embed import Embedder
     from app.serve.config import AppConfig
@@ -41,6 +47,9 @@ def write_verifier(path, args) -> str:
     logit = Logit(coef=list(40 * anchor), intercept=-40 * 0.4, mean=[0.0] * len(anchor), scale=[1.0] * len(anchor))
     expert = VerifierExpert(candidate="test: anchor", features=[], embedding="request_answer", model=logit)
     art = VerifierArtifact(pair=Pair(tier1="tier1-small", tier2="tier2-large"), embedder=info, experts={"all": expert}, threshold=0.5)
+    if check:
+        art.check = VerifierCheck(band=1.0, llm_weight=CHECK_WEIGHT, llm_center=0.5, fitted=True, prompt_version=CHECK_PROMPT_VERSION,
+                                  score_quantiles=[i / 100 for i in range(101)])  # fmt: skip
     return str(art.save(path))
 
 
@@ -65,6 +74,8 @@ def graph(tmp_path_factory):
         with local_graph(args, name=APP, **metrics) as url, httpx.Client(base_url=url, timeout=180, headers=auth()) as client:
             add_ingress(cascade_args(verifier, stream="early"), APP, "cascade-early", "/early")
             add_ingress(cascade_args(verifier, mode="cascade_routing"), APP, "cascade-direct", "/direct")
+            checked = write_verifier(tmp_path_factory.mktemp("verifier") / "checked.json", local_args(), check=True)
+            add_ingress(cascade_args(checked), APP, "cascade-checked", "/checked", router_llm=True)
             yield client, args, mport
     finally:
         os.environ.pop(ENV, None)
@@ -191,6 +202,19 @@ def test_metrics_are_exported(graph):
     assert not {w for w in want if w not in text}
     made = [ln for ln in text.splitlines() if ln.startswith("ray_tierroute_escalations_total{") and 'outcome="made"' in ln]
     assert made and any('cause="length"' in ln for ln in text.splitlines() if ln.startswith("ray_tierroute_escalations_total{"))
+
+
+def test_router_llm_check_is_consulted_in_its_band(graph):
+    client = graph[0]
+    r = client.post("/checked/v1/chat/completions", json=chat(SIMPLE))
+    assert r.status_code == 200, r.text
+    t = r.json()["tierroute"]
+    v, c = t["verifier"], t["verifier"]["check"]
+    assert r.headers["x-tierroute-verifier-check"] == c["outcome"] == "consulted", c
+    assert 0 <= c["p_no"] <= 1 and abs(v["score"] - min(1, max(0, c["score_alone"] + CHECK_WEIGHT * (c["p_no"] - 0.5)))) < 1e-5
+    assert t["path"] == "tier1" and c["score_alone"] < 0.5  # too light to flip the anchor verifier's decision
+    plain = client.post("/v1/chat/completions", json=chat(SIMPLE)).json()["tierroute"]["verifier"]
+    assert "check" not in plain  # a verifier without a check block never asks
 
 
 def test_tier1_down_falls_back_to_tier2(graph):

@@ -253,7 +253,7 @@ def test_label_against_the_graph_resumes_after_being_killed_halfway(graph, tmp_p
 def test_metrics_are_exported_to_prometheus(graph):
     client, _, mport = graph
     want = {f"ray_{n}_total" if t == "counter" else f"ray_{n}_bucket" for n, (t, *_) in METRICS.items()
-            if n not in ("tierroute_fallbacks", "tierroute_router_llm", *CASCADE_METRICS) and not n.startswith("tierroute_shadow")}  # fmt: skip
+            if n not in ("tierroute_fallbacks", "tierroute_router_llm", "tierroute_verifier_checks", *CASCADE_METRICS) and not n.startswith("tierroute_shadow")}  # fmt: skip
     text, end = "", time.monotonic() + 90
     while time.monotonic() < end:
         text = httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=10).text

@@ -103,7 +103,7 @@ def _calibrate_parser(sub) -> argparse.ArgumentParser:
         "keeps unfitted defaults and says so",
     )
     h.add_argument("--router-llm", metavar="MODEL_ID", help="the router LLM's model id at --endpoint")
-    h.add_argument("--endpoint", help="OpenAI-compatible base URL serving --router-llm (e.g. vllm serve, or a tierroute tier)")
+    h.add_argument("--endpoint", help="OpenAI-compatible base URL serving --router-llm / --verifier-check-llm (e.g. vllm serve, or a tierroute tier)")
     h.add_argument("--router-llm-limit", type=int, default=600, help="rate at most this many prompts with outcomes, each source alike (default 600)")
     h.add_argument("--rating-cache", help="JSONL cache of ratings (default: <output>.ratings.jsonl); reruns ask only for what is missing")
     h.add_argument("--api-key-env", help="environment variable holding the endpoint's API key")
@@ -185,7 +185,7 @@ def _check_calibrate(args) -> None:
 
 
 def _check_router_llm(args) -> None:
-    if bool(args.router_llm) != bool(args.endpoint):
+    if bool(args.router_llm) != bool(args.endpoint) and not (args.endpoint and args.verifier_check_llm):
         raise ValueError("--router-llm and --endpoint go together")
     if args.router_llm_limit < 50:
         raise ValueError(f"--router-llm-limit must be at least 50, got {args.router_llm_limit}")

@@ -14,12 +14,18 @@ traffic quantiles) of the threshold -- and then uses ``score + weight * (rating 
   (a permutation test, p <= 0.05): choosing a band and a weight finds some "gain" even in noise (with a
   one-standard-error rule, 6 of 20 shuffles of real ratings passed). Otherwise the weight is 0 -- the
   router never consults it -- and the artifact says why.
+
+The verifier's check by the router LLM (:mod:`app.calibration.verifier_check`) is fitted by the same
+functions, on the verifier's nested out-of-fold scores: ``p`` is then any :class:`Outcomes` (what
+:func:`app.calibration.prepared.folds` and :func:`~app.calibration.prepared.source_figures` read of a
+:class:`Prepared`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
@@ -35,6 +41,16 @@ WEIGHTS = (0.05, 0.1, 0.2, 0.35, 0.5, 1.0)
 BOOT = 200
 PERMUTATIONS = 19  # shuffled-rating refits: the LLM is kept only if it beats all of them (p <= 0.05)
 ALPHA = 0.05
+
+
+@dataclass
+class Outcomes:
+    """Per row: source, training label, the two models' outcomes -- all the fit reads of a :class:`Prepared`."""
+
+    src: np.ndarray
+    y: np.ndarray
+    weak: np.ndarray
+    strong: np.ndarray
 
 
 def blend(s: np.ndarray, q: np.ndarray, r: np.ndarray, q_t: float, band: float, weight: float, centre: float) -> np.ndarray:
@@ -71,7 +87,7 @@ def _cv_blend(p, rows, s, q, r, q_t, n_splits, seed) -> np.ndarray:
 
 
 def fit_router_llm(
-    p: Prepared,
+    p: Prepared | Outcomes,
     rows: np.ndarray,
     scores: np.ndarray,
     quantiles: np.ndarray,
@@ -81,10 +97,13 @@ def fit_router_llm(
     n_splits: int = 5,
     seed: int = 0,
     permutations: int = PERMUTATIONS,
+    prompt_version: str = RATING_PROMPT_VERSION,
+    what: str = "ratings",
 ) -> Hybrid:
-    """The hybrid for ``rows`` (outcome rows with a rating); ``scores``, ``quantiles``, ``ratings`` align with them."""
+    """The hybrid for ``rows`` (outcome rows with a rating); ``scores``, ``quantiles``, ``ratings`` align with them.
+    ``prompt_version``: of the request that gave the ratings (recorded in the fit); ``what`` they are, in the note."""
     if len(rows) < 50:
-        raise ValueError(f"router LLM: {len(rows)} rated prompts with outcomes are too few to fit the hybrid (need >= 50)")
+        raise ValueError(f"router LLM: {len(rows)} rated rows with outcomes are too few to fit its use (need >= 50)")
     s, q, r = (np.asarray(a, dtype=float) for a in (scores, quantiles, ratings))
     oof = _cv_blend(p, rows, s, q, r, threshold_quantile, n_splits, seed)
     without, with_llm = source_figures(p, s, rows), source_figures(p, oof, rows)
@@ -111,21 +130,21 @@ def fit_router_llm(
     se = float(np.std(bootstrap(len(rows), diff, BOOT, seed)))
     used = gain > 0 and p_value <= ALPHA
     fit = {
-        "model": model, "prompt_version": RATING_PROMPT_VERSION, "rows": int(len(rows)),
+        "model": model, "prompt_version": prompt_version, "rows": int(len(rows)),
         "apgr_without_llm": without, "apgr_with_llm_cv": with_llm, "gain": gain, "gain_se": se,
         "shuffled_ratings_gain": {"mean": float(null.mean()), "max": float(null.max()), "n": permutations},
         "p_value": p_value, "used": used, "rating_median": float(np.median(r)), "rating_spread": float(np.std(r)),
     }  # fmt: skip
     if not used:
         fit["note"] = (
-            f"the router LLM's ratings added nothing out of fold beyond what shuffled ratings add (gain {gain:+.3f}, "
-            f"shuffled up to {null.max():+.3f}, p = {p_value:.2f}): weight 0, the router never consults it"
+            f"the router LLM's {what} added nothing out of fold beyond what shuffled {what} add (gain {gain:+.3f}, "
+            f"shuffled up to {null.max():+.3f}, p = {p_value:.2f}): weight 0, never consulted"
         )
         return Hybrid(band=0.0, llm_weight=0.0, llm_center=float(np.median(r)), fitted=True, fit=fit)
     band, w, c = _best(p, rows, s, q, r, threshold_quantile)
     fit["note"] = (
-        f"band {band}, weight {w}, centre {c:.3f} chosen on all rated rows; gain out of fold beats every shuffled "
-        f"rating (p = {p_value:.2f})"
+        f"band {band}, weight {w}, centre {c:.3f} chosen on all rated rows; gain out of fold beats every shuffling "
+        f"of the {what} (p = {p_value:.2f})"
     )
     return Hybrid(band=band, llm_weight=w, llm_center=c, fitted=True, fit=fit)
 

@@ -98,6 +98,8 @@ def build_verifier(
     )  # fmt: skip
     scores = [v.score for v in Verifier(art).verify([r.answer for r in rows], embed)]
     art.threshold = threshold_for_share(np.asarray(scores), escalation_share)
+    # where a score lies among the calibration rows' (101 quantiles): the router LLM's check band is in these
+    art.report["score_quantiles"] = np.quantile(np.asarray(scores, dtype=float), np.linspace(0, 1, 101)).tolist()
     return art
 
 

@@ -39,6 +39,29 @@ def describe_verifier(art: VerifierArtifact) -> str:
         lines.append("  nested APGR per source (verifier / request length / answer length / random):")
         for s, r in nested.items():
             lines.append(f"    {s:<10} {r['verifier']:.3f} / {r['request length']:.3f} / {r['answer length']:.3f} / {r['random']:.3f}  (n={r['n']})")
+    lines += describe_check(art)
     if art.report.get("command"):
         lines.append(f"  built by: {art.report['command']}")
     return "\n".join(lines)
+
+
+def describe_check(art: VerifierArtifact) -> list[str]:
+    """The router LLM's check: never consulted (why), or its band, weight and centre; APGR with and without it."""
+    c = art.check
+    if c is None:
+        return ["  router LLM check: none (never consulted; fit one with `calibrate --verifier-check-llm`)"]
+    f = c.fit
+    if c.llm_weight == 0:
+        head = f"  router LLM check ({f.get('model', '?')}, prompt {c.prompt_version}): weight 0, never consulted"
+    else:
+        head = (f"  router LLM check ({f.get('model', '?')}, prompt {c.prompt_version}): consulted when the score is within "
+                f"{c.band} (quantiles of the calibration scores) of the threshold; score + {c.llm_weight} * (P(no) - {c.llm_center:.3f})")  # fmt: skip
+    lines = [head]
+    if f.get("apgr_without_llm"):
+        lines.append(f"    on {f['rows']} checked answers, APGR out of fold (nested verifier scores) without / with the check:")
+        for k in sorted(f["apgr_without_llm"]):
+            lines.append(f"    {k:<16} {f['apgr_without_llm'][k]:.3f} / {f['apgr_with_llm_cv'][k]:.3f}")
+        lines.append(f"    gain {f['gain']:+.3f} (se {f['gain_se']:.3f}); shuffled P(no) up to {f['shuffled_ratings_gain']['max']:+.3f}; p = {f['p_value']:.2f}")
+    if f.get("note"):
+        lines.append(f"    {f['note']}")
+    return lines

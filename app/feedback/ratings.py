@@ -6,6 +6,10 @@ choice, expected value over the choices' log-probabilities) and parses the answe
 (:func:`app.routing.scorers.rating_of_choice`). Ratings are appended to a JSONL cache as they come,
 keyed by model, prompt version and text, so a rerun (or another calibration on the same prompts)
 asks only for what is missing.
+
+The same client asks the router LLM's other question, the verifier's check of tier 1's answer
+(``calibrate --verifier-check-llm``; :data:`CHECK`, :mod:`app.verification.check`): an :class:`Ask` says
+what one item's request is, how the reply is parsed, and which prompt version the cache names.
 """
 
 from __future__ import annotations
@@ -13,17 +17,35 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from app.feedback.endpoint import Failures, auth_headers
 from app.routing.scorers import RATING_PROMPT_VERSION, rating_of_choice, rating_request
+from app.verification.check import CHECK_PROMPT_VERSION, check_key, check_request, p_no_of_choice
 
 
-def cache_key(model: str, text: str) -> str:
-    return hashlib.sha256(f"{model}\n{RATING_PROMPT_VERSION}\n{text}".encode()).hexdigest()[:24]
+@dataclass(frozen=True)
+class Ask:
+    """One question to the router LLM: ``request(model, item)`` (the serving request), ``parse(choice)``
+    (the serving parse, to a number in [0, 1]), ``key(item)`` (the cached text) and the prompt version."""
+
+    version: str
+    request: Callable[[str, Any], dict]
+    parse: Callable[[Mapping], float]
+    key: Callable[[Any], str] = str
+
+
+RATING = Ask(RATING_PROMPT_VERSION, rating_request, rating_of_choice)  # items: prompts
+CHECK = Ask(CHECK_PROMPT_VERSION, lambda model, ra: check_request(model, *ra), p_no_of_choice, lambda ra: check_key(*ra))  # items: (request, answer)
+
+
+def cache_key(model: str, text: str, version: str = RATING_PROMPT_VERSION) -> str:
+    return hashlib.sha256(f"{model}\n{version}\n{text}".encode()).hexdigest()[:24]
 
 
 class RatingCache:
@@ -43,13 +65,13 @@ class RatingCache:
             if data and not data.endswith(b"\n"):
                 self.path.write_bytes(data[: data.rfind(b"\n") + 1])
 
-    def get(self, model: str, text: str) -> float | None:
-        return self.ratings.get(cache_key(model, text))
+    def get(self, model: str, text: str, version: str = RATING_PROMPT_VERSION) -> float | None:
+        return self.ratings.get(cache_key(model, text, version))
 
-    def add(self, f, model: str, text: str, rating: float) -> None:
-        key = cache_key(model, text)
+    def add(self, f, model: str, text: str, rating: float, version: str = RATING_PROMPT_VERSION) -> None:
+        key = cache_key(model, text, version)
         self.ratings[key] = rating
-        f.write(json.dumps({"key": key, "model": model, "prompt_version": RATING_PROMPT_VERSION, "rating": rating}) + "\n")
+        f.write(json.dumps({"key": key, "model": model, "prompt_version": version, "rating": rating}) + "\n")
         f.flush()
 
 
@@ -60,7 +82,7 @@ class RatingReport(Failures):
 
 
 async def rate_texts(
-    texts: list[str],
+    texts: list,
     model: str,
     endpoint: str,
     cache: RatingCache,
@@ -69,10 +91,12 @@ async def rate_texts(
     timeout_s: float = 60.0,
     progress=None,
     transport: httpx.AsyncBaseTransport | None = None,
+    ask: Ask = RATING,
 ) -> tuple[list[float | None], RatingReport]:
-    """Each text's rating in [0, 1] (None where the endpoint failed), and what was cached, rated, failed."""
+    """Each text's rating in [0, 1] (None where the endpoint failed), and what was cached, rated, failed.
+    ``ask``: the question (default the 0-10 rating of a prompt; :data:`CHECK`: items are (request, answer))."""
     report = RatingReport()
-    out: list[float | None] = [cache.get(model, t) for t in texts]
+    out: list[float | None] = [cache.get(model, ask.key(t), ask.version) for t in texts]
     report.cached = sum(r is not None for r in out)
     if progress is not None:
         progress.update(report.cached)
@@ -86,10 +110,10 @@ async def rate_texts(
             async def one(i: int) -> None:
                 async with sem:
                     try:
-                        r = await client.post("/v1/chat/completions", json=rating_request(model, texts[i]))
+                        r = await client.post("/v1/chat/completions", json=ask.request(model, texts[i]))
                         if r.status_code != 200:
                             raise RuntimeError(f"HTTP {r.status_code}")
-                        out[i] = rating_of_choice(r.json()["choices"][0])
+                        out[i] = ask.parse(r.json()["choices"][0])
                     except (httpx.HTTPError, RuntimeError, KeyError, IndexError, ValueError, TypeError) as e:
                         report.failed += 1
                         if len(report.failures) < 10:
@@ -98,7 +122,7 @@ async def rate_texts(
                     finally:
                         if progress is not None:
                             progress.update(1)
-                    cache.add(f, model, texts[i], out[i])
+                    cache.add(f, model, ask.key(texts[i]), out[i], ask.version)
                     report.rated += 1
 
             await asyncio.gather(*(one(i) for i in todo))

@@ -12,12 +12,19 @@ Bounds: tier 2 is given what is left of the request's deadline (a late tier 2 le
 tier 1 down -> tier 2 where ``fallback.tier1_to_tier2``; tier 2 down on escalation -> tier 1's answer,
 reason ``fallback``; a key past its tier-2 cap keeps tier 1's answer (reason ``over-cap``); the share
 controller, when on, holds the escalation share by moving the verifier's threshold.
+
+The router LLM's check (docs/verifier.md): when the verifier artifact has a fitted ``check`` and a router
+LLM is configured, the Judge asks it whether tier 1's answer is correct and complete -- only for a score
+within the check's band of the threshold -- within ``router_llm.timeout_s``; late or failed, the
+verifier's score alone decides (logged, counted, and said in the response).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import Counter
 
 import numpy as np
 from fastapi import Request
@@ -49,7 +56,9 @@ def direct_threshold(artifact, quantile: float) -> float:
 class Judge:
     """The verifier at serve time: tier 1's answer -> Verdict, with the threshold the share controller holds."""
 
-    def __init__(self, cfg: AppConfig, embed, embedder_id: str | None = None):
+    def __init__(self, cfg: AppConfig, embed, embedder_id: str | None = None, check=None, check_timeout_s: float = 0.0):
+        """``check(request, answer)``: the router LLM's P(answer not good enough) (None: no router LLM configured),
+        given ``check_timeout_s``; asked only where the artifact's check block says (:meth:`Verifier.wants_check`)."""
         c = cfg.routing.cascade
         artifact = load_verifier(c.verifier)
         if artifact.embedder is not None and embedder_id is not None and artifact.embedder.model_id != embedder_id:
@@ -60,6 +69,11 @@ class Judge:
         self.verifier = Verifier(artifact, c.threshold)
         self.controller = ShareController(cfg.controller, self.verifier.threshold) if cfg.controller.enabled else None
         self._embed = embed
+        self._check, self.check_timeout_s = check, check_timeout_s
+        self.checks: Counter[str] = Counter()  # the router LLM's checks: consulted, timeout, failed, not configured
+        ck = artifact.check
+        if ck is not None and ck.llm_weight > 0 and check is None:
+            logger.warning("the verifier's check by the router LLM is fitted but no router LLM is configured: the score alone decides")
 
     @property
     def threshold(self) -> float:
@@ -79,17 +93,41 @@ class Judge:
         v = self.verifier.verdict(a, embeddings)
         v.threshold = self.threshold
         v.escalate = v.score >= v.threshold
+        if self.verifier.wants_check(v.score, v.threshold):
+            v = await self._checked(request_text, ans.text, v)
+            self.checks[v.check] += 1
         if self.controller is not None:
             self.controller.observe(v.score)
         return v
+
+    async def _checked(self, request_text: str, answer: str, v: Verdict) -> Verdict:
+        """``v`` moved by the router LLM's check; unchanged (``v.check`` says why) when it is late, fails or is absent."""
+        if self._check is None:
+            v.check = "not configured"
+            return v
+        try:
+            p_no = await asyncio.wait_for(self._check(request_text, answer), self.check_timeout_s)
+        except asyncio.TimeoutError:
+            logger.warning("router LLM check timed out after %ss; the verifier's score decides", self.check_timeout_s)
+            v.check = "timeout"
+            return v
+        except Exception as e:  # a router LLM that is down must not fail the request
+            logger.warning("router LLM check failed (%s); the verifier's score decides", type(e).__name__)
+            logger.debug("router LLM check failure", exc_info=True)
+            v.check = "failed"
+            return v
+        return self.verifier.with_check(v, p_no)
 
 
 def cascade_of(host, cfg: AppConfig) -> "Cascade | None":
     """The cascade step of ``host`` (an Ingress, after its router service) in the cascade modes, else None."""
     if cfg.routing.mode == "route":
         return None
-    router_embedder = host.router_service.router.artifact.embedder
-    return Cascade(host, cfg, Judge(cfg, host.router_service.embed, router_embedder.model_id if router_embedder else None))
+    svc = host.router_service
+    router_embedder = svc.router.artifact.embedder
+    check = svc.rate.check if svc.rate is not None else None  # the router LLM, when configured
+    judge = Judge(cfg, svc.embed, router_embedder.model_id if router_embedder else None, check, svc.llm_timeout_s)
+    return Cascade(host, cfg, judge)
 
 
 class Cascade:

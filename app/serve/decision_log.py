@@ -1,7 +1,7 @@
 """One structured JSON log line per served request (logger ``tierroute.decisions``).
 
 Fields: request id, key name, tier, reason, fallback, score, kind, signals, router and tier
-latency, tokens; the cascade's path, verifier score, threshold and kind, escalation cause and the
+latency, tokens; the cascade's path, verifier score, threshold, kind and check, escalation cause and the
 tokens tier 1 spent on an escalated request. The scored text only with ``ingress.log_prompts``; keys never (only their names).
 """
 
@@ -42,6 +42,7 @@ def decision_line(rid: str, served, tier_latency_ms: float | None, usage: dict |
         verifier_score=None if v is None else round(v.score, 6),
         verifier_threshold=None if v is None else round(v.threshold, 6),
         verifier_kind=None if v is None else v.kind,
+        verifier_check=None if v is None else v.check,  # the router LLM's check: consulted, timeout, failed, not configured
         escalation=served.escalation,
         tier1_tokens=None if served.tier1_usage is None else int(served.tier1_usage.get("completion_tokens") or 0),
     )

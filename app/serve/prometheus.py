@@ -30,6 +30,10 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
         "and outcome (made, or why not: over-cap, fallback)", ("kind", "cause", "outcome"), None,
     ),
     "tierroute_verifier_score": ("histogram", "Verifier score of tier 1's answers (P(tier 2 does better))", ("kind",), SCORE_BOUNDARIES),
+    "tierroute_verifier_checks": (
+        "counter", "The router LLM's checks of tier 1's answers (in the verifier's band): consulted, or why the score alone "
+        "decided (timeout, failed, not configured)", ("outcome",), None,
+    ),
     "tierroute_escalation_tokens": ("counter", "Tokens tier 1 spent on requests then escalated (in the cost too)", ("direction",), None),
     "tierroute_shadow_outcomes": (
         "counter", "Shadow-judged requests by the tier they were routed to and the verdict (tier1_suffices|tier2_needed)",
@@ -100,6 +104,8 @@ class Metrics:
         kind = served.verdict.kind if served.verdict is not None else "none"
         if served.verdict is not None:
             self._observe("tierroute_verifier_score", served.verdict.score, kind=kind)
+            if served.verdict.check is not None:
+                self._inc("tierroute_verifier_checks", outcome=served.verdict.check.replace(" ", "_"))
         if served.escalation is not None:
             outcome = "made" if served.path == "escalated" else served.reason
             self._inc("tierroute_escalations", kind=kind, cause=served.escalation, outcome=outcome)

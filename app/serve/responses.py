@@ -90,6 +90,8 @@ def decision_headers(s: Served) -> dict[str, str]:
     h["x-tierroute-path"] = s.path
     if s.verdict is not None:
         h["x-tierroute-verifier-score"] = f"{s.verdict.score:.4f}"
+        if s.verdict.check is not None:
+            h["x-tierroute-verifier-check"] = s.verdict.check
     if s.escalation is not None:
         h["x-tierroute-escalation"] = s.escalation
     return h
@@ -104,6 +106,10 @@ def cascade_field(s: Served) -> dict[str, Any]:
     """The cascade part of the ``tierroute`` field: path, the verifier's verdict, tier-1 tokens spent."""
     v = s.verdict
     verifier = None if v is None else {"score": round(v.score, 6), "threshold": round(v.threshold, 6), "kind": v.kind}
+    if v is not None and v.check is not None:  # the router LLM's check was wanted: consulted, or why not
+        verifier["check"] = {"outcome": v.check}
+        if v.check == "consulted":
+            verifier["check"] |= {"p_no": round(v.check_p_no, 6), "score_alone": round(v.score_alone, 6)}
     return {"path": s.path, "verifier": verifier, "escalation": s.escalation, "tier1_tokens": tier1_tokens(s)}
 
 

@@ -27,6 +27,7 @@ from app.routing.router import Decision, EmbeddingScores, Router
 from app.routing.scorers import rating_of_choice, rating_request
 from app.serve.calls import within
 from app.serve.config import AppConfig
+from app.verification.check import check_request, p_no_of_choice
 
 logger = logging.getLogger("tierroute.routing")
 
@@ -35,7 +36,8 @@ Rate = Callable[[str], Awaitable[float]]
 
 
 class RouterLLMRater:
-    """The router LLM's rating of a prompt in [0, 1]: constrained to 0-10, the expected value over its logprobs."""
+    """The router LLM's rating of a prompt in [0, 1]: constrained to 0-10, the expected value over its logprobs;
+    and its check of tier 1's answer (:meth:`check`, the cascade's verifier: P(not correct and complete))."""
 
     def __init__(self, chat_once, model_id: str):
         self._chat_once = chat_once  # TierServer.chat_once of the router LLM deployment
@@ -49,6 +51,14 @@ class RouterLLMRater:
         if isinstance(resp, ErrorResponse):
             raise RuntimeError(resp.error.message)
         return rating_of_choice(resp.choices[0].model_dump())  # the parse `calibrate --router-llm` uses
+
+    async def check(self, request: str, answer: str) -> float:
+        """P(``answer`` is not a correct and complete answer to ``request``): yes/no constrained, from the logprobs."""
+        req = ChatCompletionRequest(**check_request(self.model_id, request, answer))
+        resp = await within(self._chat_once.remote(req, None), None)  # bounded by the Judge's timeout
+        if isinstance(resp, ErrorResponse):
+            raise RuntimeError(resp.error.message)
+        return p_no_of_choice(resp.choices[0].model_dump())  # the parse `calibrate --verifier-check-llm` uses
 
 
 class RouterService:

@@ -5,7 +5,9 @@ embeddings), a gate (the answer's format -> kind; none with one kind: text added
 kind, an expert: a logistic model over answer features (:mod:`app.verification.features`) and, where it
 paid, the embedding of the request and the answer's end, whose output is P(tier 2 would do better than
 tier 1's answer). ``threshold``: escalate at or above it. ``report``: how it was fitted and what it
-measured (nested cross-validation per source), for ``tierroute show``.
+measured (nested cross-validation per source), for ``tierroute show``. ``check`` (optional): when and how
+much the router LLM's yes/no check of the answer moves the score (:mod:`app.verification.check`); an
+artifact without it never consults the router LLM.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.files import write_atomic
-from app.routing.artifact import EmbedderInfo, Gate, read_model
+from app.routing.artifact import EmbedderInfo, Gate, Hybrid, read_model
 from app.verification.features import ANSWER_KIND_FEATURES
 
 FORMAT = "tierroute.verifier"
@@ -77,6 +80,29 @@ class VerifierExpert(BaseModel):
         return self
 
 
+class VerifierCheck(Hybrid):
+    """The router LLM's check (``calibrate --verifier-check-llm``): consulted when the verifier's score is within
+    ``band`` of the threshold in quantiles of its calibration scores (``score_quantiles``); then the score is
+    ``score + llm_weight * (P(no) - llm_center)``, clipped to [0, 1]. ``llm_weight`` 0: never consulted
+    (``fit['note']`` says why)."""
+
+    llm_weight: float = Field(0.0, ge=0, le=1, description="0: the check is never consulted (it added nothing)")
+    prompt_version: str = Field(description="the check request it was fitted with (app.verification.check.CHECK_PROMPT_VERSION)")
+    score_quantiles: list[float] = Field(min_length=2, description="the verifier's scores on its calibration rows, quantiles 0..100%")
+
+    @field_validator("score_quantiles")
+    @classmethod
+    def _sorted(cls, v: list[float]) -> list[float]:
+        if any(b < a for a, b in zip(v, v[1:])):
+            raise ValueError("score_quantiles must be non-decreasing")
+        return v
+
+    def quantile_of(self, score: float) -> float:
+        """Where ``score`` lies among the verifier's calibration scores, in [0, 1] (as the router artifact's)."""
+        q = np.asarray(self.score_quantiles)
+        return float(np.interp(score, q, np.linspace(0, 1, len(q))))
+
+
 class VerifierArtifact(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: Literal["tierroute.verifier"] = FORMAT
@@ -91,6 +117,7 @@ class VerifierArtifact(BaseModel):
     experts: dict[str, VerifierExpert] = Field(min_length=1)
     threshold: float = Field(ge=0, le=1, description="escalate when the score is at or above it")
     report: dict[str, Any] = Field(default_factory=dict, description="command, data, nested figures per source")
+    check: VerifierCheck | None = Field(None, description="the router LLM's yes/no check in an uncertainty band; None: never consulted")
 
     @field_validator("version")
     @classmethod

@@ -5,6 +5,11 @@ request and answer (an expert's embedding text, if one uses embeddings; else non
 embeds them however it embeds (in process, or the Embedder deployment), and :meth:`Verifier.verdict`
 computes the score from those embeddings, the answer's text features and, when the expert was fitted
 with them, its log-probability features. :meth:`Verifier.verify` does both for a batch, in process.
+
+The router LLM's check (the artifact's ``check`` block, :mod:`app.verification.check`): :meth:`Verifier.wants_check`
+says whether a score is unsure enough to ask it, :meth:`Verifier.with_check` folds its P(no) into the verdict.
+The caller asks (serving: :class:`app.serve.cascade.Judge`, with the router LLM's timeout); ``tierroute verify``
+has no router LLM and gives the score alone.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.routing.artifact import ArtifactError
-from app.routing.scorers import sigmoid
+from app.routing.scorers import hybrid_score, in_band, sigmoid
 from app.verification.artifact import Logit, VerifierArtifact, VerifierExpert
 from app.verification.features import answer_kind_features, code_features, kind_features, logprob_features, text_features
 
@@ -40,6 +45,11 @@ class Verdict:
     kind: str
     threshold: float
     signals: dict[str, float] = field(default_factory=dict)  # the features the expert used
+    # the router LLM's check: None (not asked: no fitted check, or the score outside its band), "consulted",
+    # or why the score alone decided: "not configured", "timeout", "failed"
+    check: str | None = None
+    check_p_no: float | None = None  # its P(answer not good enough), when consulted
+    score_alone: float | None = None  # the verifier's score before the check moved it, when consulted
 
 
 def answer_features(a: Answer) -> dict[str, float]:
@@ -95,6 +105,23 @@ class Verifier:
         score = float(score_expert(expert, feats, embeddings.get(embedding_text(a, expert.embedding)) if expert.embedding != "none" else None))
         used = {f: round(feats.get(f, 0.0), 4) for f in expert.features}
         return Verdict(score, score >= self.threshold, kind, self.threshold, used)
+
+    def wants_check(self, score: float, threshold: float | None = None) -> bool:
+        """Is ``score`` unsure enough to ask the router LLM: a fitted check (weight > 0) and ``score`` within its band
+        of ``threshold`` (default this verifier's), in quantiles of the verifier's calibration scores?"""
+        c = self.artifact.check
+        if c is None or c.llm_weight == 0:
+            return False
+        t = self.threshold if threshold is None else threshold
+        return in_band(c.quantile_of(score), c.quantile_of(t), c.band)
+
+    def with_check(self, v: Verdict, p_no: float) -> Verdict:
+        """``v`` with the router LLM's P(no) folded in: ``score + weight * (p_no - centre)``, clipped; escalation redecided."""
+        c = self.artifact.check
+        v.score_alone, v.check_p_no, v.check = v.score, float(p_no), "consulted"
+        v.score = hybrid_score(v.score, p_no, c.llm_weight, c.llm_center)
+        v.escalate = v.score >= v.threshold
+        return v
 
     def verify(self, answers: list[Answer], embed: Callable[[list[str]], np.ndarray] | None) -> list[Verdict]:
         """Verdicts on a batch, embedding in one call (``embed`` may be None when nothing is embedded)."""
