@@ -120,7 +120,7 @@ def run(args) -> int:
             if "cascade" in plan:
                 c = plan["cascade"]
                 title += f"; {c['mode']}: escalation {100 * c['escalation_share']:.0f}%, direct {100 * c['direct_share']:.0f}%"
-            plot(plan["curves"], args.plot, title)
+            plot(plan["curves"], args.plot, title, plan)
     print(report.text(plan))
     if args.json:
         report.write_json(plan, args.json)

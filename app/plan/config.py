@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -156,12 +156,51 @@ class Perf(Strict):
     interconnect_gbs: float = Field(25.0, gt=0, description="GPU-to-GPU all-reduce bandwidth (L40S: PCIe, no NVLink)")
 
 
+class RateLimit(Strict):
+    """A remote endpoint's limits; past them the plan counts what would be throttled (see remote.py)."""
+
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0, description="input + output tokens")
+
+    @model_validator(mode="after")
+    def _some(self):
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("set requests_per_minute and/or tokens_per_minute")
+        return self
+
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Remote(Strict):
+    """A hosted OpenAI-compatible endpoint: priced per token, no nodes. Latency as the router sees it: a Spread
+    (lognormal, drawn per request) or a fixed figure, in seconds; tpot_s is drawn once per request."""
+
+    model: str = Field(min_length=1)
+    input_usd_per_1m: float = Field(ge=0, description="list price per 1M input (prompt) tokens")
+    output_usd_per_1m: float = Field(ge=0, description="list price per 1M output tokens")
+    ttft_s: Spread | Seconds = Field(description="time to first token: {mean, p95} or a fixed figure")
+    tpot_s: Spread | Seconds = Field(description="time per output token after the first: {mean, p95} or a fixed figure")
+    rate_limit: RateLimit | None = None
+
+
 class Tier(Strict):
-    model: Model
+    """Self-hosted (``model``: sized in nodes) or ``remote`` (priced per token); exactly one of them."""
+
+    model: Model | None = None
+    remote: Remote | None = None
     engine: Engine = Engine()
     perf: Perf = Perf()
     node_types: list[str] | None = Field(None, description="candidate node types (default: all)")
     tensor_parallel: list[int] | None = Field(None, description="candidate degrees (default: every one that divides the node's GPUs and the KV heads)")
+
+    @model_validator(mode="after")
+    def _kind(self):
+        if (self.model is None) == (self.remote is None):
+            raise ValueError("set exactly one of model (self-hosted, sized in nodes) and remote (priced per token)")
+        if self.remote is not None and (self.node_types or self.tensor_parallel):
+            raise ValueError("a remote tier has no node_types or tensor_parallel")
+        return self
 
 
 class Router(Strict):
@@ -246,6 +285,8 @@ class PlanConfig(Strict):
                 raise ValueError(f"node_types.{name}.gpu: unknown GPU {node.gpu!r} (known: {', '.join(self.gpus)})")
         for tier_name in ("tier1", "tier2"):
             tier = getattr(self, tier_name)
+            if tier.remote is not None:
+                continue
             for n in tier.node_types or []:
                 if n not in self.node_types:
                     raise ValueError(f"{tier_name}.node_types: unknown node type {n!r} (known: {', '.join(self.node_types)})")
@@ -275,6 +316,10 @@ def _set_path(data: dict, dotted: str, value: Any) -> None:
 def build_config(data: dict | None = None, overrides: dict[str, Any] | None = None, source: str = "config") -> PlanConfig:
     """Validate ``data`` (a parsed YAML/JSON mapping) with dotted ``overrides`` applied; ValueError names the field."""
     merged = PlanConfig().model_dump(mode="python")
+    for t in ("tier1", "tier2"):  # a remote tier starts from nothing: the default self-hosted model is not merged in
+        given = (data or {}).get(t)
+        if (isinstance(given, dict) and "remote" in given) or any(k.startswith(f"{t}.remote") for k in overrides or {}):
+            merged[t] = {}
     _deep_update(merged, data or {})
     for k, v in (overrides or {}).items():
         _set_path(merged, k, v)
