@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from app.plan.fields import Spread, Strict
+from app.plan.remote_config import RateLimit, Remote  # noqa: F401 (RateLimit: re-exported with the config's parts)
 from app.validation import describe
 
 HOURS_PER_MONTH = 730.0
@@ -29,26 +31,6 @@ SOURCES = {
     "router_latency": "docs/benchmarks.md (scripts/bench_serve.py): added latency of the router at c=1, p50 12.4 ms, "
     "p99 17.6 ms on a 2-core CPU host",
 }
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class Spread(Strict):
-    """A positive quantity drawn from a lognormal with this mean and 95th percentile (p95 > mean)."""
-
-    mean: float = Field(gt=0)
-    p95: float = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _shape(self):
-        ratio = self.p95 / self.mean
-        if ratio <= 1.0:
-            raise ValueError(f"p95 ({self.p95}) must be above the mean ({self.mean})")
-        if ratio > 3.86:  # ln(p95/mean) = 1.645 s - s^2/2 has a real root only up to exp(1.645^2/2)
-            raise ValueError(f"p95/mean = {ratio:.2f}: a lognormal allows at most 3.86; use an empirical traffic file")
-        return self
 
 
 class Traffic(Strict):
@@ -154,34 +136,6 @@ class Perf(Strict):
     step_overhead_ms: float = Field(1.5, ge=0, description="per engine step: scheduling, sampling, kernel launches")
     allreduce_latency_us: float = Field(20.0, ge=0, description="per all-reduce, tensor parallel > 1")
     interconnect_gbs: float = Field(25.0, gt=0, description="GPU-to-GPU all-reduce bandwidth (L40S: PCIe, no NVLink)")
-
-
-class RateLimit(Strict):
-    """A remote endpoint's limits; past them the plan counts what would be throttled (see remote.py)."""
-
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0, description="input + output tokens")
-
-    @model_validator(mode="after")
-    def _some(self):
-        if self.requests_per_minute is None and self.tokens_per_minute is None:
-            raise ValueError("set requests_per_minute and/or tokens_per_minute")
-        return self
-
-
-Seconds = Annotated[float, Field(gt=0)]
-
-
-class Remote(Strict):
-    """A hosted OpenAI-compatible endpoint: priced per token, no nodes. Latency as the router sees it: a Spread
-    (lognormal, drawn per request) or a fixed figure, in seconds; tpot_s is drawn once per request."""
-
-    model: str = Field(min_length=1)
-    input_usd_per_1m: float = Field(ge=0, description="list price per 1M input (prompt) tokens")
-    output_usd_per_1m: float = Field(ge=0, description="list price per 1M output tokens")
-    ttft_s: Spread | Seconds = Field(description="time to first token: {mean, p95} or a fixed figure")
-    tpot_s: Spread | Seconds = Field(description="time per output token after the first: {mean, p95} or a fixed figure")
-    rate_limit: RateLimit | None = None
 
 
 class Tier(Strict):
