@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 def _tier_label(d: dict) -> str:
     """Nodes for a self-hosted tier, $ per 1M tokens for a remote one."""
     if d.get("remote"):
-        return f"{d['model']}\n\\${d['input_usd_per_1m']:g} in / \\${d['output_usd_per_1m']:g} out per 1M tokens"
+        return f"{d['model']}\n(\\${d['input_usd_per_1m']:g} in, \\${d['output_usd_per_1m']:g} out per 1M tokens)"
     return f"{d['nodes']} x {d['node']}"
 
 
@@ -24,8 +24,9 @@ def breakdown(ax, plan: dict) -> None:
         tops.append((plan["cascade"]["mode"], plan["cascade"]))
     tops.append(("all tier 2", plan["all_large"]))
     router = plan["routed"]["router"]["monthly_usd"]
+    top_usd = 0.0
     for x, (name, top) in enumerate(tops):
-        bottom = 0.0
+        bottom, lines = 0.0, []
         parts = [(f"tier{t}", top.get(f"tier{t}")) for t in (1, 2)] + ([("router", None)] if name != "all tier 2" else [])
         for key, d in parts:
             usd = router if key == "router" else (d or {}).get("monthly_usd") or 0.0
@@ -33,9 +34,13 @@ def breakdown(ax, plan: dict) -> None:
                 continue
             color = {"tier1": "C0", "tier2": "C3", "router": "C7"}[key]
             ax.bar(x, usd / 1e3, bottom=bottom / 1e3, color=color, alpha=0.75, edgecolor="white")
-            label = "router" if key == "router" else f"{key[-1]}: {_tier_label(d)}"
-            ax.text(x, (bottom + usd / 2) / 1e3, label, ha="center", va="center", fontsize=7)
+            what = "router" if key == "router" else f"tier {key[-1]}: {_tier_label(d)}"
+            head, _, rest = what.partition("\n")
+            lines.append(f"{head}: \\${usd / 1e3:,.0f}k" + (f"\n{rest}" if rest else ""))
             bottom += usd
+        ax.text(x, bottom / 1e3, "\n".join(reversed(lines)), ha="center", va="bottom", fontsize=6.5)  # top part first
+        top_usd = max(top_usd, bottom)
+    ax.set_ylim(0, 1.5 * top_usd / 1e3)
     ax.set_xticks(range(len(tops)), [n for n, _ in tops])
     ax.set_ylabel("$ thousand / month")
     ax.set_title("monthly cost by tier (nodes or $ per token)")
