@@ -564,3 +564,16 @@ def test_cli_reports_remote_tiers_side_by_side_and_warns_past_the_rate_limit(tmp
     assert "remote gpt-4o" in text and "g6e.xlarge" in text and "per 1M" in text
     assert "all-tier-2: tier 2 (gpt-4o): WARNING: over the rate limit" in text and "would be throttled 83% at peak" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(plan["curves"]["cost_vs_share"]) == 2
+
+
+def test_a_remote_tier_that_misses_the_objective_is_reported_not_sized():
+    from app.plan import report
+
+    data = json.loads(remote_config().model_dump_json())
+    data["tier2"]["remote"]["ttft_s"] = 3.0  # fixed, over small_config's ttft_s 1.0
+    cfg = build_config(data)
+    plan = Planner(cfg, make_inputs(cfg), progress=False).plan()
+    t2 = plan["routed"]["tier2"]
+    assert t2["nodes"] == 0 and "misses the objective" in t2["reason"] and t2["observed_at_slo_percentile"]["ttft"] >= 3.0
+    assert plan["routed"]["feasible"]  # still costed
+    assert "routed: tier 2 (gpt-4o): WARNING: its latency misses the objective" in report.text(plan)
