@@ -547,6 +547,11 @@ def test_cascade_with_a_remote_tier_pays_tier1_tokens_of_escalated_requests():
     assert c["tier1"]["monthly_usd"] == pytest.approx(6 * 730 * 3600 * per_req1)  # every request, escalated ones too
     assert plan["routed"]["tier1"]["monthly_usd"] == pytest.approx(0.85 * 6 * 730 * 3600 * per_req1)
     assert c["tier1"]["nodes"] == 0 and c["tier2"]["nodes"] >= 1 and c["sim"]["escalated"]["requests"] > 0
+    from app.plan.cascade import cascade_curves
+
+    curves = cascade_curves(p, plan)  # the PNG's points: a remote tier 1 in every cascade run
+    assert len(curves["cost_vs_share"]) == 2 and all(r["ttft_p99"] > 0 for r in curves["latency_vs_load"])
+    assert len(p.curves(plan)["latency_vs_load"]) == 2
 
 
 def test_cli_reports_remote_tiers_side_by_side_and_warns_past_the_rate_limit(tmp_path, capsys):
