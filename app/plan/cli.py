@@ -21,7 +21,9 @@ DESCRIPTION = (
     "latency percentiles of both. Inputs: a YAML/JSON config (defaults: Llama-3.1-8B AWQ-INT4 and Llama-3.1-70B FP8 "
     "on AWS g6e, see configs/plan.yaml), flags override it. The tier-2 share: --split, or --scored with the output of "
     "`tierroute score` on your traffic. --mode cascade / cascade_routing also plans the cascade (tier 1 answers, "
-    "--escalation of its answers go on to tier 2; cascade_routing: --direct straight to tier 2) beside the routed topology."
+    "--escalation of its answers go on to tier 2; cascade_routing: --direct straight to tier 2) beside the routed topology. "
+    "A tier may be remote (a hosted endpoint: tierN.remote with prices per 1M input/output tokens, latency and an "
+    "optional rate limit): it sizes no nodes and costs its mean traffic's tokens (docs/planning.md, remote tiers)."
 )
 
 
