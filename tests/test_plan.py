@@ -584,3 +584,16 @@ def test_a_remote_tier_that_misses_the_objective_is_reported_not_sized():
     assert t2["nodes"] == 0 and "misses the objective" in t2["reason"] and t2["observed_at_slo_percentile"]["ttft"] >= 3.0
     assert plan["routed"]["feasible"]  # still costed
     assert "routed: tier 2 (gpt-4o): WARNING: its latency misses the objective" in report.text(plan)
+
+
+def test_all_on_a_remote_tier_pays_every_requests_prompt_not_tier_2s_alone():
+    from app.plan.tokens import TokenDist
+
+    cfg = remote_config()
+    inp = make_inputs(cfg)
+    inp.prompt[2] = TokenDist(mean=1500, p95=3000)  # as with --scored: tier 2 gets the long prompts
+    p = Planner(cfg, inp, progress=False)
+    routed, _ = p.size(2, 0.9, routed=True)
+    alone, _ = p.size(2, 6.0, routed=False)
+    assert routed.mean_prompt == pytest.approx(p.mean_prompt[2]) and p.mean_prompt[2] > 2 * p.mean_prompt[1]
+    assert alone.mean_prompt == pytest.approx(0.85 * p.mean_prompt[1] + 0.15 * p.mean_prompt[2])

@@ -92,6 +92,7 @@ class Planner:
         self.cfg, self.inp, self.progress = cfg, inputs, progress
         self.mean_prompt = {t: inputs.prompt[t].expected() for t in (1, 2)}
         self.mean_output = inputs.output.expected()
+        self.mean_prompt_all = (1.0 - inputs.share) * self.mean_prompt[1] + inputs.share * self.mean_prompt[2]
         # the large tier in the all-large topology serves every request: its context is the traffic's overall mean
         self.fits = {t: [] if self.remote(t) else fits_for_tier(cfg, cfg.tier(t), self.mean_prompt[t] + self.mean_output) for t in (1, 2)}
         self._bar = None
@@ -116,7 +117,8 @@ class Planner:
         if self.remote(tier_n):  # no nodes: priced per token on the month's mean traffic
             rem = self.cfg.tier(tier_n).remote
             mean = rate / self.cfg.traffic.peak_factor
-            return RemoteSize(rem, rate, mean, self.mean_prompt[tier_n], self.mean_output), []
+            prompt = self.mean_prompt[tier_n] if routed else self.mean_prompt_all  # unrouted: every request's prompt
+            return RemoteSize(rem, rate, mean, prompt, self.mean_output), []
         share = 1.0 if tier_n == 2 else 0.0
         return cheapest(
             self.cfg, tier_n, fits or self.fits[tier_n], rate,
