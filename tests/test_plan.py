@@ -434,3 +434,166 @@ def test_cli_plans_the_cascade_beside_the_routed_topology(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Route vs cascade" in text and "escalated" in text
     assert ("client-side ttft p99 of the cascade" in text) == (s["all"]["ttft_p99"] > 1.0)  # small_config: ttft_s 1.0
+
+
+# -- remote tiers ------------------------------------------------------------------------------------------------
+
+GPT4O = {"model": "gpt-4o", "input_usd_per_1m": 2.5, "output_usd_per_1m": 10.0, "ttft_s": {"mean": 0.5, "p95": 1.2}, "tpot_s": 0.0125}
+
+
+def remote_config(**over) -> PlanConfig:
+    cfg = small_config(**over)
+    data = json.loads(cfg.model_dump_json())
+    data["tier2"] = {"remote": dict(GPT4O)}
+    return build_config(data)
+
+
+def test_remote_cost_is_tokens_of_the_mean_traffic_times_the_prices():
+    from app.plan.remote import monthly_usd, throttled_share
+
+    r = build_config({"tier2": {"remote": GPT4O}}).tier2.remote
+    # 10 req/s x 730 h x 3600 s = 26.28M requests; each 1000 in x $2.5/1M + 100 out x $10/1M = $0.0035
+    assert monthly_usd(r, 10.0, 1000, 100) == pytest.approx(26_280_000 * 0.0035)  # $91,980
+    lim = build_config({"tier2": {"remote": {**GPT4O, "rate_limit": {"requests_per_minute": 300, "tokens_per_minute": 400_000}}}}).tier2.remote
+    t = throttled_share(lim, 10.0, 1000, 100)  # 600 req/min (limit 300: half over), 660,000 tokens/min (limit 400k)
+    assert t["requests_per_minute"] == 600 and t["tokens_per_minute"] == 660_000
+    assert t["throttled_share"] == pytest.approx(0.5)  # the binding limit: 1 - 300/600 > 1 - 400/660
+    assert throttled_share(lim, 1.0, 1000, 100)["throttled_share"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "tier2,field",
+    [
+        ({"remote": {**GPT4O, "input_usd_per_1m": -1}}, "tier2.remote.input_usd_per_1m"),
+        ({"remote": {**GPT4O, "ttft_s": {"mean": 1.0, "p95": 0.5}}}, "tier2.remote.ttft_s"),
+        ({"remote": {**GPT4O, "tpot_s": -0.01}}, "tier2.remote.tpot_s: .*seconds > 0"),
+        ({"remote": {**GPT4O, "tpot_s": {"mean": 0.01}}}, "tier2.remote.tpot_s: .*p95: Field required"),
+        ({"remote": {**GPT4O, "rate_limit": {}}}, "tier2.remote.rate_limit"),
+        ({"remote": {**GPT4O, "price": 3}}, "tier2.remote.price"),
+        ({"remote": GPT4O, "node_types": ["g6e.xlarge"]}, "tier2"),
+        ({"remote": GPT4O, "model": LLAMA_70B_FP8.model_dump()}, "tier2"),
+    ],
+)
+def test_remote_tier_errors_name_the_field(tier2, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.").replace(r"\.*", ".*")):
+        build_config({"tier2": tier2})
+
+
+def test_old_configs_load_unchanged_and_a_remote_tier_takes_no_default_model():
+    from pathlib import Path
+
+    from app.plan.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    old = load_config(root / "configs" / "plan.yaml")
+    assert old.tier1.remote is None and old.tier2.model == LLAMA_70B_FP8 and old.tier2.remote is None
+    rem = load_config(root / "configs" / "plan-remote.yaml")
+    assert rem.tier2.model is None and rem.tier2.remote.model == "gpt-4o" and rem.tier1.model == LLAMA_8B_AWQ
+    assert build_config(None, {"tier1.remote": GPT4O}).tier1.model is None  # --set works the same way
+
+
+def test_the_simulated_latency_of_a_remote_tier_follows_its_spread():
+    from app.plan.remote import RemotePool
+    from app.plan.tokens import TokenDist
+
+    rem = build_config({"tier2": {"remote": {**GPT4O, "tpot_s": {"mean": 0.02, "p95": 0.05}}}}).tier2.remote
+    dists = {1: TokenDist(mean=300, p95=900), 2: TokenDist(mean=300, p95=900)}
+    from app.plan.sim import poisson_workload
+
+    w = poisson_workload(200.0, 60.0, 0.0, 3, 1.0, dists, TokenDist(mean=50, p95=150))
+    res = simulate(w, {2: RemotePool(rem, seed=1)}, drain_s=600)
+    m = res.metrics(2)
+    assert len(m["ttft"]) > 10_000 and not m["unfinished"].any()
+    assert m["ttft"].mean() == pytest.approx(0.5, rel=0.03) and np.percentile(m["ttft"], 95) == pytest.approx(1.2, rel=0.04)
+    assert m["tpot"].mean() == pytest.approx(0.02, rel=0.03) and np.percentile(m["tpot"], 95) == pytest.approx(0.05, rel=0.05)
+    # fixed figures, and no queue of ours: at 200 req/s every request takes exactly ttft + (output - 1) x tpot
+    fixed = build_config({"tier2": {"remote": {**GPT4O, "ttft_s": 0.3, "tpot_s": 0.01}}}).tier2.remote
+    f = simulate(w, {2: RemotePool(fixed)}, drain_s=600).metrics(2)
+    assert np.allclose(f["ttft"], 0.3) and np.allclose(f["e2e"], 0.3 + (w.output[w.measured] - 1) * 0.01)
+
+
+def test_a_remote_tier_sizes_no_nodes_and_is_priced_per_token(tmp_path):
+    cfg = remote_config()
+    p = Planner(cfg, make_inputs(cfg), progress=False)
+    assert p.fits[2] == [] and p.fits[1]
+    plan = p.plan()
+    r, b = plan["routed"], plan["all_large"]
+    assert r["tier2"]["remote"] and r["tier2"]["nodes"] == 0 and r["tier2"]["replicas"] == 0 and b["tier2"]["nodes"] == 0
+    assert r["tier1"]["nodes"] >= 1 and not r["tier1"].get("remote")
+    month = 6 * 730 * 3600  # small_config: 6 req/s mean, peak factor 1
+    per_req = (p.mean_prompt[2] * 2.5 + p.mean_output * 10.0) / 1e6
+    assert r["tier2"]["monthly_usd"] == pytest.approx(0.15 * month * per_req)
+    assert b["monthly_usd"] == pytest.approx(month * per_req)
+    assert r["monthly_usd"] == pytest.approx(r["tier1"]["monthly_usd"] + r["tier2"]["monthly_usd"] + G6E["g6e.xlarge"].monthly_usd)
+    assert plan["saving"]["monthly_usd"] == pytest.approx(b["monthly_usd"] - r["monthly_usd"])
+    assert r["sim"]["tier2"]["requests"] > 0 and r["sim"]["tier2"]["ttft_p50"] > 0.2  # the remote tier's ttft, not a queue's
+
+
+def test_a_peak_factor_sizes_nodes_for_the_peak_but_tokens_are_paid_on_the_mean():
+    cfg = remote_config(**{"traffic.peak_factor": 2.0, "traffic.rps": 3})
+    p = Planner(cfg, make_inputs(cfg), progress=False)
+    s, _ = p.size(2, 6.0 * 0.15, routed=True)
+    assert s.rate == pytest.approx(0.9) and s.mean_rate == pytest.approx(0.45)
+    assert s.monthly_usd == pytest.approx(0.45 * 730 * 3600 * (p.mean_prompt[2] * 2.5 + p.mean_output * 10.0) / 1e6)
+
+
+def test_cascade_with_a_remote_tier_pays_tier1_tokens_of_escalated_requests():
+    data = json.loads(small_config().model_dump_json())
+    data["tier1"] = {"remote": {**GPT4O, "model": "gpt-4o-mini", "input_usd_per_1m": 0.15, "output_usd_per_1m": 0.6}}
+    data["routing"] = {"mode": "cascade", "escalation_share": 0.3}
+    cfg = build_config(data)
+    p = Planner(cfg, make_inputs(cfg), progress=False)
+    plan = p.plan()
+    c = plan["cascade"]
+    per_req1 = (p.mean_prompt[1] * 0.15 + p.mean_output * 0.6) / 1e6
+    assert c["tier1"]["monthly_usd"] == pytest.approx(6 * 730 * 3600 * per_req1)  # every request, escalated ones too
+    assert plan["routed"]["tier1"]["monthly_usd"] == pytest.approx(0.85 * 6 * 730 * 3600 * per_req1)
+    assert c["tier1"]["nodes"] == 0 and c["tier2"]["nodes"] >= 1 and c["sim"]["escalated"]["requests"] > 0
+    from app.plan.cascade import cascade_curves
+
+    curves = cascade_curves(p, plan)  # the PNG's points: a remote tier 1 in every cascade run
+    assert len(curves["cost_vs_share"]) == 2 and all(r["ttft_p99"] > 0 for r in curves["latency_vs_load"])
+    assert len(p.curves(plan)["latency_vs_load"]) == 2
+
+
+def test_cli_reports_remote_tiers_side_by_side_and_warns_past_the_rate_limit(tmp_path, capsys):
+    import yaml
+
+    data = json.loads(remote_config().model_dump_json())
+    data["tier2"]["remote"]["rate_limit"] = {"requests_per_minute": 60, "tokens_per_minute": None}  # 6 req/s = 360/min
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out, png = tmp_path / "plan.json", tmp_path / "plan.png"
+    assert main(["--config", str(path), "--json", str(out), "--plot", str(png), "--no-progress"]) == 0
+    plan = json.loads(out.read_text())
+    assert plan["all_large"]["tier2"]["at_peak"]["throttled_share"] == pytest.approx(1 - 60 / 360)
+    text = capsys.readouterr().out
+    assert "remote gpt-4o" in text and "g6e.xlarge" in text and "per 1M" in text
+    assert "all-tier-2: tier 2 (gpt-4o): WARNING: over the rate limit" in text and "would be throttled 83% at peak" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(plan["curves"]["cost_vs_share"]) == 2
+
+
+def test_a_remote_tier_that_misses_the_objective_is_reported_not_sized():
+    from app.plan import report
+
+    data = json.loads(remote_config().model_dump_json())
+    data["tier2"]["remote"]["ttft_s"] = 3.0  # fixed, over small_config's ttft_s 1.0
+    cfg = build_config(data)
+    plan = Planner(cfg, make_inputs(cfg), progress=False).plan()
+    t2 = plan["routed"]["tier2"]
+    assert t2["nodes"] == 0 and "misses the objective" in t2["reason"] and t2["observed_at_slo_percentile"]["ttft"] >= 3.0
+    assert plan["routed"]["feasible"]  # still costed
+    assert "routed: tier 2 (gpt-4o): WARNING: its latency misses the objective" in report.text(plan)
+
+
+def test_all_on_a_remote_tier_pays_every_requests_prompt_not_tier_2s_alone():
+    from app.plan.tokens import TokenDist
+
+    cfg = remote_config()
+    inp = make_inputs(cfg)
+    inp.prompt[2] = TokenDist(mean=1500, p95=3000)  # as with --scored: tier 2 gets the long prompts
+    p = Planner(cfg, inp, progress=False)
+    routed, _ = p.size(2, 0.9, routed=True)
+    alone, _ = p.size(2, 6.0, routed=False)
+    assert routed.mean_prompt == pytest.approx(p.mean_prompt[2]) and p.mean_prompt[2] > 2 * p.mean_prompt[1]
+    assert alone.mean_prompt == pytest.approx(0.85 * p.mean_prompt[1] + 0.15 * p.mean_prompt[2])

@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from app.plan.config import HOURS_PER_MONTH
 from app.plan.sim import Workload, poisson_workload, simulate
-from app.plan.sizing import pool_for
 
 PATHS = ("tier1", "direct", "escalated")
 
@@ -95,7 +94,7 @@ def plan_cascade(planner, result: dict) -> dict:
         if ok:
             w = cascade_workload(peak, cfg.sim.seconds, cfg.sim.warmup_s, cfg.sim.seed + 100, ld, planner.inp.prompt,
                                  planner.inp.output, _delay(planner))  # fmt: skip
-            r, added = planner.confirm(w, {t: s for t, s in ((1, t1), (2, t2)) if s.replicas})
+            r, added = planner.confirm(w, {t: s for t, s in ((1, t1), (2, t2)) if s.replicas or planner.remote(t)})
             sim = path_summaries(r)
             cost = t1.monthly_usd + t2.monthly_usd + planner.router_monthly()
     finally:
@@ -127,7 +126,7 @@ def cascade_curves(planner, result: dict) -> dict:
     """Cost vs escalation share (each sized on the cascade's engines and confirmed) and the percentile vs load at the
     plan's sizes."""
     cfg, peak, pc, c = planner.cfg, planner.cfg.traffic.peak_rps, planner.cfg.plot, result["cascade"]
-    fits = {t: next(f for f in planner.fits[t] if f.node == c[f"tier{t}"]["node"] and f.tp == c[f"tier{t}"]["tp"]) for t in (1, 2)}
+    fits = {t: planner.fit_of(t, c[f"tier{t}"]) for t in (1, 2)}
     cost, lat = [], []
     seconds = pc.seconds or cfg.sim.seconds
     for e in pc.shares:
@@ -137,13 +136,13 @@ def cascade_curves(planner, result: dict) -> dict:
         ok = s1.feasible and s2.feasible
         if ok:  # confirmed on the whole cascade, as the routed curve's points are
             w = cascade_workload(peak, seconds, cfg.sim.warmup_s, cfg.sim.seed + 100, ld, planner.inp.prompt, planner.inp.output, _delay(planner))
-            planner.confirm(w, {t: x for t, x in ((1, s1), (2, s2)) if x.replicas})
+            planner.confirm(w, {t: x for t, x in ((1, s1), (2, s2)) if x.replicas or planner.remote(t)})
         usd = s1.monthly_usd + s2.monthly_usd + planner.router_monthly() if ok else float("nan")
         cost.append({"escalation_share": e, "tier2_share": ld.answered_by_tier2, "monthly_usd": usd})
     ld = loads(c["mode"], 0.0, c["escalation_share"], c["direct_share"])
     for f in pc.loads:
         w = cascade_workload(peak * f, seconds, cfg.sim.warmup_s, cfg.sim.seed + 200, ld, planner.inp.prompt, planner.inp.output, _delay(planner))
-        pools = {t: pool_for(cfg, cfg.tier(t), fits[t], c[f"tier{t}"]["replicas"]) for t in (1, 2) if c[f"tier{t}"]["replicas"]}
+        pools = {t: planner.pool(t, fits[t], c[f"tier{t}"]["replicas"]) for t in (1, 2) if c[f"tier{t}"]["replicas"] or planner.remote(t)}
         sm = simulate(w, pools, cfg.sim.drain_s).summary(percentiles=(cfg.slo.percentile,))
         lat.append({"load": f, "rps": peak * f, **{k: v for k, v in sm.items() if "_p" in k or k == "unfinished"}})
     return {"cost_vs_share": cost, "latency_vs_load": lat}

@@ -21,7 +21,9 @@ DESCRIPTION = (
     "latency percentiles of both. Inputs: a YAML/JSON config (defaults: Llama-3.1-8B AWQ-INT4 and Llama-3.1-70B FP8 "
     "on AWS g6e, see configs/plan.yaml), flags override it. The tier-2 share: --split, or --scored with the output of "
     "`tierroute score` on your traffic. --mode cascade / cascade_routing also plans the cascade (tier 1 answers, "
-    "--escalation of its answers go on to tier 2; cascade_routing: --direct straight to tier 2) beside the routed topology."
+    "--escalation of its answers go on to tier 2; cascade_routing: --direct straight to tier 2) beside the routed topology. "
+    "A tier may be remote (a hosted endpoint: tierN.remote with prices per 1M input/output tokens, latency and an "
+    "optional rate limit): it sizes no nodes and costs its mean traffic's tokens (docs/planning.md, remote tiers)."
 )
 
 
@@ -120,7 +122,7 @@ def run(args) -> int:
             if "cascade" in plan:
                 c = plan["cascade"]
                 title += f"; {c['mode']}: escalation {100 * c['escalation_share']:.0f}%, direct {100 * c['direct_share']:.0f}%"
-            plot(plan["curves"], args.plot, title)
+            plot(plan["curves"], args.plot, title, plan)
     print(report.text(plan))
     if args.json:
         report.write_json(plan, args.json)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from app.plan.fields import Spread, Strict
+from app.plan.remote_config import RateLimit, Remote  # noqa: F401 (RateLimit: re-exported with the config's parts)
 from app.validation import describe
 
 HOURS_PER_MONTH = 730.0
@@ -29,26 +31,6 @@ SOURCES = {
     "router_latency": "docs/benchmarks.md (scripts/bench_serve.py): added latency of the router at c=1, p50 12.4 ms, "
     "p99 17.6 ms on a 2-core CPU host",
 }
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class Spread(Strict):
-    """A positive quantity drawn from a lognormal with this mean and 95th percentile (p95 > mean)."""
-
-    mean: float = Field(gt=0)
-    p95: float = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _shape(self):
-        ratio = self.p95 / self.mean
-        if ratio <= 1.0:
-            raise ValueError(f"p95 ({self.p95}) must be above the mean ({self.mean})")
-        if ratio > 3.86:  # ln(p95/mean) = 1.645 s - s^2/2 has a real root only up to exp(1.645^2/2)
-            raise ValueError(f"p95/mean = {ratio:.2f}: a lognormal allows at most 3.86; use an empirical traffic file")
-        return self
 
 
 class Traffic(Strict):
@@ -157,11 +139,22 @@ class Perf(Strict):
 
 
 class Tier(Strict):
-    model: Model
+    """Self-hosted (``model``: sized in nodes) or ``remote`` (priced per token); exactly one of them."""
+
+    model: Model | None = None
+    remote: Remote | None = None
     engine: Engine = Engine()
     perf: Perf = Perf()
     node_types: list[str] | None = Field(None, description="candidate node types (default: all)")
     tensor_parallel: list[int] | None = Field(None, description="candidate degrees (default: every one that divides the node's GPUs and the KV heads)")
+
+    @model_validator(mode="after")
+    def _kind(self):
+        if (self.model is None) == (self.remote is None):
+            raise ValueError("set exactly one of model (self-hosted, sized in nodes) and remote (priced per token)")
+        if self.remote is not None and (self.node_types or self.tensor_parallel):
+            raise ValueError("a remote tier has no node_types or tensor_parallel")
+        return self
 
 
 class Router(Strict):
@@ -246,6 +239,8 @@ class PlanConfig(Strict):
                 raise ValueError(f"node_types.{name}.gpu: unknown GPU {node.gpu!r} (known: {', '.join(self.gpus)})")
         for tier_name in ("tier1", "tier2"):
             tier = getattr(self, tier_name)
+            if tier.remote is not None:
+                continue
             for n in tier.node_types or []:
                 if n not in self.node_types:
                     raise ValueError(f"{tier_name}.node_types: unknown node type {n!r} (known: {', '.join(self.node_types)})")
@@ -275,6 +270,10 @@ def _set_path(data: dict, dotted: str, value: Any) -> None:
 def build_config(data: dict | None = None, overrides: dict[str, Any] | None = None, source: str = "config") -> PlanConfig:
     """Validate ``data`` (a parsed YAML/JSON mapping) with dotted ``overrides`` applied; ValueError names the field."""
     merged = PlanConfig().model_dump(mode="python")
+    for t in ("tier1", "tier2"):  # a remote tier starts from nothing: the default self-hosted model is not merged in
+        given = (data or {}).get(t)
+        if (isinstance(given, dict) and "remote" in given) or any(k.startswith(f"{t}.remote") for k in overrides or {}):
+            merged[t] = {}
     _deep_update(merged, data or {})
     for k, v in (overrides or {}).items():
         _set_path(merged, k, v)

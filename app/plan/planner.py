@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from app.plan.config import SOURCES, PlanConfig
+from app.plan.config import SOURCES, Engine, PlanConfig
 from app.plan.fit import Fit, fits_for_tier
+from app.plan.remote import RemotePool, RemoteSize
 from app.plan.roofline import Roofline
 from app.plan.sim import Pool, Workload, poisson_workload, simulate
 from app.plan.sizing import TierSize, check, cheapest, pool_for
@@ -49,7 +50,8 @@ def make_inputs(cfg: PlanConfig, scored: str | None = None, traffic: str | None 
     """Token distributions and split from the config, a scored traffic file (split and per-tier prompts) or an
     unscored traffic file (prompts only)."""
     # a request must fit the engine's context: outputs are capped at a quarter of it, prompts at the rest
-    max_len = min(cfg.tier1.engine.max_model_len, cfg.tier2.engine.max_model_len)
+    hosted = [cfg.tier(t).engine.max_model_len for t in (1, 2) if cfg.tier(t).remote is None]
+    max_len = min(hosted or [Engine().max_model_len])  # a remote tier's context is not ours to plan
     out = TokenDist.from_spread(cfg.traffic.output_tokens, cap=max(1, max_len // 4))
     prompt = {t: TokenDist.from_spread(cfg.traffic.prompt_tokens) for t in (1, 2)}
     share, share_src, prompt_src = cfg.split.tier2_share, "config split.tier2_share", "config traffic.prompt_tokens"
@@ -90,8 +92,9 @@ class Planner:
         self.cfg, self.inp, self.progress = cfg, inputs, progress
         self.mean_prompt = {t: inputs.prompt[t].expected() for t in (1, 2)}
         self.mean_output = inputs.output.expected()
+        self.mean_prompt_all = (1.0 - inputs.share) * self.mean_prompt[1] + inputs.share * self.mean_prompt[2]
         # the large tier in the all-large topology serves every request: its context is the traffic's overall mean
-        self.fits = {t: fits_for_tier(cfg, cfg.tier(t), self.mean_prompt[t] + self.mean_output) for t in (1, 2)}
+        self.fits = {t: [] if self.remote(t) else fits_for_tier(cfg, cfg.tier(t), self.mean_prompt[t] + self.mean_output) for t in (1, 2)}
         self._bar = None
 
     # -- building blocks -------------------------------------------------------------------------------------
@@ -107,7 +110,15 @@ class Planner:
         if self._bar is not None:
             self._bar.update(1)
 
-    def size(self, tier_n: int, rate: float, routed: bool, fits: list[Fit] | None = None, seconds=None) -> tuple[TierSize | None, list[TierSize]]:
+    def remote(self, t: int) -> bool:
+        return self.cfg.tier(t).remote is not None
+
+    def size(self, tier_n: int, rate: float, routed: bool, fits: list[Fit] | None = None, seconds=None) -> tuple[TierSize | RemoteSize | None, list[TierSize]]:
+        if self.remote(tier_n):  # no nodes: priced per token on the month's mean traffic
+            rem = self.cfg.tier(tier_n).remote
+            mean = rate / self.cfg.traffic.peak_factor
+            prompt = self.mean_prompt[tier_n] if routed else self.mean_prompt_all  # unrouted: every request's prompt
+            return RemoteSize(rem, rate, mean, prompt, self.mean_output), []
         share = 1.0 if tier_n == 2 else 0.0
         return cheapest(
             self.cfg, tier_n, fits or self.fits[tier_n], rate,
@@ -124,8 +135,13 @@ class Planner:
         r = self.cfg.router
         return r.nodes * self.cfg.node_types[r.node_type].monthly_usd if r.node_type else 0.0
 
-    def pools(self, sizes: dict[int, TierSize]) -> dict[int, Pool]:
-        return {t: pool_for(self.cfg, self.cfg.tier(t), s.fit, s.replicas) for t, s in sizes.items() if s and s.replicas}
+    def pool(self, t: int, f: Fit | None, replicas: int) -> Pool | RemotePool:
+        if self.remote(t):
+            return RemotePool(self.cfg.tier(t).remote, self.cfg.sim.seed + t)
+        return pool_for(self.cfg, self.cfg.tier(t), f, replicas)
+
+    def pools(self, sizes: dict) -> dict[int, Pool | RemotePool]:
+        return {t: self.pool(t, s.fit, s.replicas) for t, s in sizes.items() if s and (s.replicas or self.remote(t))}
 
     # -- the plan --------------------------------------------------------------------------------------------
 
@@ -142,7 +158,7 @@ class Planner:
             w = self.workload(peak, share, routed=True, seed_offset=100)
             sims, added = {}, {}
             if routed_ok:
-                r, added["routed"] = self.confirm(w, {1: t1, 2: t2})
+                r, added["routed"] = self.confirm(w, {t: s for t, s in ((1, t1), (2, t2)) if s.replicas or self.remote(t)})
                 sims["routed"] = {"all": r.summary(), "tier1": r.summary(1), "tier2": r.summary(2)}
                 routed_cost = t1.monthly_usd + t2.monthly_usd + self.router_monthly()
             if big_ok:
@@ -200,7 +216,8 @@ class Planner:
         for _ in range(max_rounds):
             r = simulate(w, self.pools(sizes), self.cfg.sim.drain_s)
             self._tick()
-            missing = [t for t, s in sizes.items() if s.replicas and not check(r, self.cfg.slo, t)[0]]
+            # a remote tier cannot be given replicas: its latency is reported as it is (see remote.py)
+            missing = [t for t, s in sizes.items() if s.replicas and not self.remote(t) and not check(r, self.cfg.slo, t)[0]]
             if not missing:
                 break
             for t in missing:
@@ -210,12 +227,18 @@ class Planner:
                 s.monthly_usd = s.nodes * self.cfg.node_types[s.fit.node].monthly_usd
                 added[t] += 1
         for t, s in sizes.items():
-            s.observed = check(r, self.cfg.slo, t)[1] if s.replicas else {}
+            if self.remote(t):
+                ok, s.observed = check(r, self.cfg.slo, t)
+                s.reason = "remote: priced per token" + ("" if ok else "; its latency misses the objective (no replicas to add)")
+            else:
+                s.observed = check(r, self.cfg.slo, t)[1] if s.replicas else {}
         return r, {f"tier{t}": n for t, n in added.items()}
 
     def model_figures(self, t: int) -> dict:
         """Per fitting (node, TP): the roofline's tokens/s at batch 1 and at the largest batch, prefill tokens/s."""
         tier, out = self.cfg.tier(t), []
+        if tier.remote is not None:
+            return {"name": tier.remote.model, "remote": True, "configs": []}
         ctx = self.mean_prompt[t] + self.mean_output / 2.0
         for f in self.fits[t]:
             if not f.fits:
@@ -247,7 +270,7 @@ class Planner:
                 ok = c1.feasible and c2.feasible
                 if ok:
                     w = self.workload(peak, s, routed=True, seconds=pc.seconds, seed_offset=100)
-                    self.confirm(w, {t: c for t, c in ((1, c1), (2, c2)) if c.replicas})
+                    self.confirm(w, {t: c for t, c in ((1, c1), (2, c2)) if c.replicas or self.remote(t)})
                 cost.append({
                     "tier2_share": s, "tier1_replicas": c1.replicas, "tier2_replicas": c2.replicas,
                     "tier1_nodes": c1.nodes, "tier2_nodes": c2.nodes,
@@ -261,16 +284,12 @@ class Planner:
                 w = self.workload(peak * f, self.inp.share, routed=True, seconds=pc.seconds, seed_offset=200)
                 row = {"load": f, "rps": peak * f}
                 if result["routed"]["feasible"]:
-                    pools = {}
-                    if r1["replicas"]:
-                        pools[1] = pool_for(cfg, cfg.tier1, chosen[1], r1["replicas"])
-                    if r2["replicas"]:
-                        pools[2] = pool_for(cfg, cfg.tier2, chosen[2], r2["replicas"])
+                    pools = {t: self.pool(t, chosen[t], d["replicas"]) for t, d in ((1, r1), (2, r2)) if d["replicas"] or self.remote(t)}
                     sm = simulate(w, pools, cfg.sim.drain_s).summary(percentiles=(cfg.slo.percentile,))
                     row["routed"] = {k: v for k, v in sm.items() if "_p" in k or k == "unfinished"}
                 if result["all_large"]["feasible"]:
                     wl = Workload(w.arrival, np.zeros_like(w.delay), np.full_like(w.tier, 2), w.prompt, w.output, w.warmup, w.seconds)
-                    sm = simulate(wl, {2: pool_for(cfg, cfg.tier2, big_fit, big["replicas"])}, cfg.sim.drain_s).summary(
+                    sm = simulate(wl, {2: self.pool(2, big_fit, big["replicas"])}, cfg.sim.drain_s).summary(
                         percentiles=(cfg.slo.percentile,)
                     )
                     row["all_large"] = {k: v for k, v in sm.items() if "_p" in k or k == "unfinished"}
@@ -283,8 +302,13 @@ class Planner:
             "percentile": cfg.slo.percentile,
         }
 
-    def _chosen_fit(self, result: dict, t: int, key: str = "routed") -> Fit:
-        d = result[key]["tier2" if key == "all_large" else f"tier{t}"]
+    def _chosen_fit(self, result: dict, t: int, key: str = "routed") -> Fit | None:
+        return self.fit_of(t, result[key]["tier2" if key == "all_large" else f"tier{t}"])
+
+    def fit_of(self, t: int, d: dict) -> Fit | None:
+        """The engine a sized tier (as a plan's dict) runs on; None for a remote tier."""
+        if self.remote(t):
+            return None
         return next(f for f in self.fits[t] if f.node == d["node"] and f.tp == d["tp"])
 
     def _size_fixed(self, t: int, f: Fit, rate: float, routed: bool) -> TierSize:

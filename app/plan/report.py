@@ -23,6 +23,8 @@ def fit_table(plan: dict) -> list[str]:
     lines = ["Fit per node type (per GPU: weights/TP + reserve vs usable memory; KV cache must hold max_model_len)",
              f"  {'tier':<5} {'node':<13} {'TP':>2}  {'fits':<4} {'rep/node':>8} {'max seqs':>8} {'KV tokens':>10}  reason"]  # fmt: skip
     for t in ("tier1", "tier2"):
+        if (plan.get("models") or {}).get(t, {}).get("remote"):
+            lines.append(f"  {t[-1]:<5} remote: {plan['models'][t]['name']} (no nodes; priced per token)")
         for f in plan["fits"][t]:
             lines.append(
                 f"  {t[-1]:<5} {f['node']:<13} {f['tp']:>2}  {'yes' if f['fits'] else 'NO':<4} {f['replicas_per_node']:>8} "
@@ -34,6 +36,12 @@ def fit_table(plan: dict) -> list[str]:
 def _tier_line(label: str, d: dict | None) -> str:
     if d is None:
         return f"  {label:<22} does not fit any node type"
+    if d.get("remote"):
+        tokens = f"{d['input_tokens_per_month'] / 1e6:,.0f}M in + {d['output_tokens_per_month'] / 1e6:,.0f}M out"
+        return (
+            f"  {label:<22} {d['rate_rps']:7.1f} req/s  remote {d['model']}: {tokens} tokens/month at "
+            f"${d['input_usd_per_1m']:g} / ${d['output_usd_per_1m']:g} per 1M  {_usd(d['monthly_usd']):>10}/month"
+        )
     if not d["feasible"]:
         return f"  {label:<22} {d['node']} TP{d['tp']}: INFEASIBLE: {d['reason']}"
     return (
@@ -55,7 +63,8 @@ def text(plan: dict) -> str:
         "",
         *fit_table(plan),
         "",
-        "Nodes at peak (fewest replicas meeting the objective in simulation; on-demand x 730 h)",
+        "Nodes at peak (fewest replicas meeting the objective in simulation; on-demand x 730 h)"
+        + ("; remote tiers: tokens of the mean traffic x price" if any(plan["models"][t].get("remote") for t in ("tier1", "tier2")) else ""),
         _tier_line("routed: tier 1", r["tier1"]),
         _tier_line("routed: tier 2", r["tier2"]),
         f"  {'routed: router':<22} {r['router']['nodes']} x {r['router']['node']}{'':>40}{_usd(r['router']['monthly_usd']):>10}/month",
@@ -80,7 +89,41 @@ def text(plan: dict) -> str:
     out += [_latency_row(name, s) for name, s in rows]
     if c:
         out += ["", *cascade_lines(plan)]
+    warn = remote_warnings(plan)
+    if warn:
+        out += ["", "Remote tiers", *warn]
     return "\n".join(out)
+
+
+def remote_warnings(plan: dict) -> list[str]:
+    """Per remote tier of each topology: its rate limit against the demand (what would be throttled), and its latency
+    against the objective (a remote tier has no replicas to add)."""
+    out = []
+    tops = [("routed", plan["routed"], ("tier1", "tier2")), ("all-tier-2", plan["all_large"], ("tier2",))]
+    if plan.get("cascade"):
+        tops.append((plan["cascade"]["mode"], plan["cascade"], ("tier1", "tier2")))
+    for name, top, tiers in tops:
+        for t in tiers:
+            d = top.get(t)
+            if not d or not d.get("remote"):
+                continue
+            label = f"{name}: tier {t[-1]} ({d['model']})"
+            lim, peak, mean = d["rate_limit"], d["at_peak"], d["at_mean"]
+            if lim is None:
+                out.append(f"  {label}: no rate limit set; demand at peak {peak['requests_per_minute']:,.0f} req/min, "
+                           f"{peak['tokens_per_minute']:,.0f} tokens/min")  # fmt: skip
+            else:
+                limits = ", ".join(f"{v:,.0f} {k.replace('_per_minute', '')}/min" for k, v in lim.items() if v)
+                state = "WARNING: over the rate limit" if peak["throttled_share"] > 0 else "within the rate limit"
+                out.append(
+                    f"  {label}: {state} ({limits}): demand at peak {peak['requests_per_minute']:,.0f} req/min, "
+                    f"{peak['tokens_per_minute']:,.0f} tokens/min; would be throttled {_pct(peak['throttled_share'])} at peak, "
+                    f"{_pct(mean['throttled_share'])} at the mean"
+                )
+            if "misses" in d["reason"]:
+                obs = ", ".join(f"{k} {v:.3g}" for k, v in d["observed_at_slo_percentile"].items())
+                out.append(f"  {label}: WARNING: its latency misses the objective ({obs}); no replicas to add")
+    return out
 
 
 def _latency_row(name: str, s: dict) -> str:

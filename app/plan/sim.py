@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
+from app.plan.remote import RemotePool
 from app.plan.roofline import StepModel
 
 
@@ -244,7 +245,7 @@ def _feeder(env, q: _Queue, times: np.ndarray, idx: np.ndarray):
 
 
 def simulate(w: Workload, pools: dict[int, Pool], drain_s: float) -> SimResult:
-    """Run the topology; ``pools`` maps tier -> Pool (a tier with requests must have a pool with replicas)."""
+    """Run the topology; ``pools`` maps tier -> Pool (a tier with requests must have a pool with replicas) or RemotePool."""
     env = simpy.Environment()
     n = len(w.arrival)
     start, first, done, entered = (np.full(n, np.nan) for _ in range(4))
@@ -267,12 +268,16 @@ def simulate(w: Workload, pools: dict[int, Pool], drain_s: float) -> SimResult:
             continue
         idx = np.flatnonzero((w.tier == t) & (parent < 0))
         pool = pools.get(t)
-        if pool is None or pool.replicas < 1:
+        remote = isinstance(pool, RemotePool)
+        if pool is None or (not remote and pool.replicas < 1):
             raise ValueError(f"tier {t} receives requests but has no replicas")
         order = idx[np.argsort(at_tier[idx], kind="stable")]
         entered[order] = at_tier[order]
         q = queues[t] = _Queue(env, t0, t1)
         env.process(_feeder(env, q, at_tier[order], order))
+        if remote:
+            env.process(_remote(env, q, pool.draws(n), w.output, start, first, done, hand_off))
+            continue
         for _ in range(pool.replicas):
             r = _Replica(env, q, pool, w, start, first, done, counter, hand_off)
             replicas.append(r)
@@ -289,6 +294,24 @@ def simulate(w: Workload, pools: dict[int, Pool], drain_s: float) -> SimResult:
         for i, g in r.generated().items():
             generated[i] = g
     return SimResult(w, start, first, done, end, {t: q.area for t, q in queues.items()}, counter[0], generated, entered)
+
+
+def _remote(env, q: _Queue, draws, output, start, first, done, finished):
+    """A remote tier: every request starts at once (no queue of ours); first token after its ttft, then its tpot per token."""
+    ttft, tpot = draws
+
+    def one(i: int):
+        start[i] = env.now
+        yield env.timeout(ttft[i])
+        first[i] = env.now
+        yield env.timeout(max(0, int(output[i]) - 1) * tpot[i])
+        done[i] = env.now
+        finished(i)
+
+    while True:
+        q.note()
+        i = yield q.store.get()
+        env.process(one(i))
 
 
 def _stopper(env, stop, t1: float, end: float, done: np.ndarray, measured: np.ndarray):
