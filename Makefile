@@ -18,7 +18,7 @@ demo: setup
 	$(VENV)/bin/tierroute demo
 
 artifact: setup
-	$(VENV)/bin/tierroute calibrate --data ../shared/data --exemplars app/calibration/exemplars/exemplars.jsonl --tier2-share 0.15 --min-source-share 0.08 --repeats 3 --output app/routing/artifacts/default.json
+	$(VENV)/bin/tierroute calibrate --data ../shared/data --exemplars app/calibration/exemplars/exemplars.jsonl --tier2-share 0.15 --min-source-share 0.05 --repeats 3 --output app/routing/artifacts/default.json
 
 # The shipped verifier (cascade routing): the Llama-3.1 8B/70B answer rows of ../shared/data (docs/verifier.md).
 verifier: setup
