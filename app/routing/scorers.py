@@ -222,13 +222,22 @@ def rating_of_choice(choice: Mapping) -> float:
     The expected rating over the first token's top log-probabilities; the text's rating when there
     are none. Raises ValueError when neither holds a 0-10 rating.
     """
-    content = (choice.get("logprobs") or {}).get("content") or []
-    if content and content[0].get("top_logprobs"):
+    top = first_token_logprobs(choice)
+    if top:
         try:
-            return rating_score({t["token"]: t["logprob"] for t in content[0]["top_logprobs"]})
+            return rating_score(top)
         except ValueError:
             pass
     return rating_score(parse_rating((choice.get("message") or {}).get("content") or ""))
+
+
+def first_token_logprobs(choice: Mapping) -> dict[str, float]:
+    """``token -> logprob`` of the first generated token's top log-probabilities in an OpenAI chat ``choice``
+    (as a dict); empty when the response carries none."""
+    content = (choice.get("logprobs") or {}).get("content") or []
+    if not content or not content[0].get("top_logprobs"):
+        return {}
+    return {t["token"]: t["logprob"] for t in content[0]["top_logprobs"]}
 
 
 def parse_rating(text: str) -> int:

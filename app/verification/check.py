@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from app.routing.scorers import first_token_logprobs
+
 CHECK_CHOICES = ("yes", "no")
 REQUEST_CHARS = 600  # of the request: its start and its end, half each
 ANSWER_CHARS = 600  # of the answer's end (where the final answer is)
@@ -90,10 +92,10 @@ def p_no_of_choice(choice: Mapping) -> float:
     """P(tier 1's answer is not good enough) in [0, 1] from one OpenAI chat ``choice`` (as a dict)
     answering :func:`check_request`: from the first token's top log-probabilities, else the text's
     yes (0) or no (1). Raises ValueError when neither says yes or no."""
-    content = (choice.get("logprobs") or {}).get("content") or []
-    if content and content[0].get("top_logprobs"):
+    top = first_token_logprobs(choice)
+    if top:
         try:
-            return p_no({t["token"]: t["logprob"] for t in content[0]["top_logprobs"]})
+            return p_no(top)
         except ValueError:
             pass
     text = ((choice.get("message") or {}).get("content") or "").strip().lower()
