@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.files import write_atomic
 from app.routing.artifact import EmbedderInfo, Gate, Hybrid, read_model
+from app.routing.logit import Logit  # re-exported: the verifier's experts are Logits
 from app.verification.features import ANSWER_KIND_FEATURES
 
 FORMAT = "tierroute.verifier"
@@ -33,22 +34,6 @@ class Pair(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tier1: str = Field(min_length=1, description="the small model whose answers it judges, e.g. meta-llama/Llama-3.1-8B-Instruct")
     tier2: str = Field(min_length=1, description="the model it escalates to")
-
-
-class Logit(BaseModel):
-    """sigmoid(coef . (x - mean) / scale + intercept) over an expert's input row."""
-
-    model_config = ConfigDict(extra="forbid")
-    coef: list[float]
-    intercept: float
-    mean: list[float]
-    scale: list[float]
-
-    @model_validator(mode="after")
-    def _lengths(self):
-        if not len(self.coef) == len(self.mean) == len(self.scale):
-            raise ValueError(f"coef, mean and scale differ in length ({len(self.coef)}, {len(self.mean)}, {len(self.scale)})")
-        return self
 
 
 class VerifierExpert(BaseModel):

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.routing.artifact import ArtifactError
-from app.routing.scorers import hybrid_score, in_band, sigmoid
-from app.verification.artifact import Logit, VerifierArtifact, VerifierExpert
+from app.routing.scorers import hybrid_score, in_band
+from app.routing.logit import probability
+from app.verification.artifact import VerifierArtifact, VerifierExpert
 from app.verification.features import answer_kind_features, code_features, kind_features, logprob_features, text_features
 
 REQUEST_CHARS = 400  # of the request, in the request+answer embedding text
@@ -140,11 +141,6 @@ def expert_row(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray 
     if expert.embedding != "none":
         x = np.concatenate([x, np.asarray(emb, dtype=np.float64)])
     return x
-
-
-def probability(m: Logit, x: np.ndarray) -> np.ndarray:
-    """``m``'s probability for an input row (a float array) or for each row of a matrix."""
-    return sigmoid(((x - np.asarray(m.mean)) / np.asarray(m.scale)) @ np.asarray(m.coef) + m.intercept)
 
 
 def expert_probability(expert: VerifierExpert, x: np.ndarray) -> np.ndarray:
