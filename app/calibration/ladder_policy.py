@@ -2,7 +2,8 @@
 
 Tiers ``0..N-1`` are ordered by cost. Boundary ``k`` (``0..N-2``) has a score, P(tier k is not enough:
 some tier above it does better), and a threshold; tier k is judged sufficient iff ``score_k < t_k``. A
-prompt ends at the lowest tier judged sufficient (the top tier if none is):
+prompt ends at the lowest tier judged sufficient (the top tier if none is; :func:`final_tier` and
+:func:`thresholds_for_shares` are defined at serve time, in :mod:`app.routing.ladder`):
 
 * ``route`` (before generation): only that tier answers; its cost is that tier's.
 * ``cascade``: tiers answer one rung at a time and the verifier reads each answer; the prompt pays every
@@ -20,16 +21,15 @@ import itertools
 
 import numpy as np
 
+from app.routing.ladder import final_tier, thresholds_for_shares  # serve-time: defined there, re-exported here
+
+__all__ = [
+    "MODES", "N_QUANTILES", "evaluate_grid", "final_tier", "grid", "outcome", "paid", "pick_budget", "pick_quality", "shares",
+    "thresholds_for_budget", "thresholds_for_quality", "thresholds_for_shares",
+]  # fmt: skip
+
 MODES = ("route", "cascade")
 N_QUANTILES = 21  # per boundary, the grid's thresholds are these quantiles of its scores, plus never / always escalate
-
-
-def final_tier(scores: np.ndarray, thresholds) -> np.ndarray:
-    """Per row, the tier it ends at: the first boundary whose score is below its threshold (else the top)."""
-    s = np.asarray(scores, dtype=float)
-    t = np.asarray(thresholds, dtype=float)
-    stop = np.concatenate([s < t, np.ones((len(s), 1), dtype=bool)], axis=1)
-    return stop.argmax(axis=1)
 
 
 def paid(costs: np.ndarray, tiers: np.ndarray, mode: str) -> np.ndarray:
@@ -107,29 +107,3 @@ def thresholds_for_quality(scores, outcomes, costs, mode: str, target_share_of_t
     combos = grid(scores)
     target = target_share_of_top * outcomes[:, -1].mean()
     return combos[pick_quality(*evaluate_grid(scores, outcomes, costs, mode, combos), target)]
-
-
-def thresholds_for_shares(scores: np.ndarray, tier_shares) -> np.ndarray:
-    """Thresholds that end ``tier_shares[k]`` of these rows at tier k (as near as ties allow): boundary by
-    boundary, the quantile of the scores of the rows still climbing."""
-    target = np.asarray(tier_shares, dtype=float)
-    n_tiers = scores.shape[1] + 1
-    if len(target) != n_tiers or (target < 0).any() or abs(target.sum() - 1) > 1e-6:
-        raise ValueError(f"tier shares must be {n_tiers} non-negative numbers summing to 1, got {list(tier_shares)}")
-    climbing = np.ones(len(scores), dtype=bool)
-    out = np.empty(n_tiers - 1)
-    for k in range(n_tiers - 1):
-        left = target[k:].sum()
-        s = scores[climbing, k]
-        frac = 0.0 if left <= 0 or not len(s) else min(1.0, target[k] / left)
-        if frac <= 0:
-            out[k] = -np.inf
-        elif frac >= 1:
-            out[k] = np.inf
-        else:
-            # stop iff score < t: t is the value above the frac-quantile of the climbing rows' scores
-            srt = np.sort(s)
-            n_stop = int(round(frac * len(srt)))
-            out[k] = -np.inf if n_stop == 0 else (np.inf if n_stop >= len(srt) else (srt[n_stop - 1] + srt[n_stop]) / 2 if srt[n_stop - 1] < srt[n_stop] else np.nextafter(srt[n_stop - 1], np.inf))
-        climbing &= ~(scores[:, k] < out[k])
-    return out

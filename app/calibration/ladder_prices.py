@@ -14,14 +14,11 @@ output = that model's answer where the data has it, else ``default_output_tokens
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, Field
 
+from app.routing.ladder_artifact import Price  # defined beside the artifact's Tier, which a replica reads
 from app.routing.text import estimate_tokens
 
-
-class Price(BaseModel):
-    input: float = Field(ge=0, description="USD per 1M input tokens")
-    output: float = Field(ge=0, description="USD per 1M output tokens")
+__all__ = ["DEFAULT_OUTPUT_TOKENS", "DEFAULT_PRICES", "Price", "parse_prices", "prices_for", "row_costs"]
 
 
 DEFAULT_PRICES: dict[str, Price] = {
