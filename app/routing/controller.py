@@ -14,6 +14,15 @@ range, at least 0.05). At equilibrium exactly ``share`` of requests go to tier
 window. Steps are small and the threshold is bounded by configured limits, so
 a burst of odd requests cannot swing it. No Ray, no I/O: the serving graph
 owns one per ingress replica.
+
+:class:`LadderShareController` does the same for a ladder of N tiers
+(:mod:`app.routing.ladder`): ``target_shares`` holds one share per tier, and
+each boundary k holds its own threshold so that, of the requests that reach it,
+``target_shares[k] / sum(target_shares[k:])`` stop at tier k. Warm-up starts the
+thresholds at :func:`app.routing.ladder.thresholds_for_shares` of the window;
+then every boundary a request reached takes the step above (down by
+``step * (1 - f)`` if the request stopped there, up by ``step * f`` if it
+climbed), with ``spread`` per boundary.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.routing.ladder import final_tier, thresholds_for_shares
 
 
 class ControllerConfig(BaseModel):
@@ -35,6 +46,22 @@ class ControllerConfig(BaseModel):
     smoothing: float = Field(0.05, gt=0, le=1, description="step size per decision, in units of the window's score spread")
     min_threshold: float = Field(0.0, ge=0, le=1, description="never below this")
     max_threshold: float = Field(1.0, ge=0, le=1, description="never above this")
+    target_shares: list[float] | None = Field(
+        None, description="a ladder's share of routed requests per tier, cheapest first (one per tier, summing to 1)"
+    )
+
+    @field_validator("target_shares")
+    @classmethod
+    def _shares(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if len(v) < 2:
+            raise ValueError(f"one share per tier of the ladder (at least 2), got {v}")
+        if any(not 0 <= x <= 1 for x in v):
+            raise ValueError(f"each share must lie in [0, 1], got {v}")
+        if abs(sum(v) - 1) > 1e-6:
+            raise ValueError(f"the shares must sum to 1, got {v} (sum {sum(v):.6g})")
+        return v
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -92,6 +119,74 @@ class ShareController:
             "threshold": round(self.threshold, 6),
             "target_tier2_share": self.config.target_tier2_share,
             "window_tier2_share": float((window >= self.threshold).mean()) if len(window) else None,
+            "window": len(window),
+            "warm": self.warm,
+        }
+
+
+class LadderShareController:
+    """Thresholds, one per boundary of a ladder, that hold ``target_shares`` (one per tier) of recent requests
+    at each tier (see the module); ``observe`` each decision's per-boundary scores."""
+
+    SPREAD_EVERY = ShareController.SPREAD_EVERY
+    MIN_SPREAD = ShareController.MIN_SPREAD
+
+    def __init__(self, config: ControllerConfig, initial_thresholds):
+        if config.target_shares is None:
+            raise ValueError("controller.target_shares: a ladder's controller needs one target share per tier")
+        t = np.asarray(initial_thresholds, dtype=float)
+        if len(config.target_shares) != len(t) + 1:
+            raise ValueError(f"controller.target_shares: {len(config.target_shares)} shares for a ladder of {len(t) + 1} tiers")
+        self.config = config
+        self.target = np.asarray(config.target_shares, dtype=float)
+        rest = np.cumsum(self.target[::-1])[::-1][:-1]  # sum(target[k:]) per boundary
+        self.stop_share = np.divide(self.target[:-1], rest, out=np.ones(len(t)), where=rest > 0)
+        self.scores: deque[np.ndarray] = deque(maxlen=config.window)
+        self.thresholds = self._clip(t)
+        self.spread = np.full(len(t), self.MIN_SPREAD)
+        self.decisions = 0
+        self.started = False  # past warm-up: the thresholds are the controller's
+
+    @property
+    def warm(self) -> bool:
+        return len(self.scores) >= self.config.warmup
+
+    def _clip(self, t: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(t, dtype=float), self.config.min_threshold, self.config.max_threshold)
+
+    def observe(self, scores_row) -> None:
+        """Record one decision's per-boundary scores (routed with the thresholds before this call moves them)."""
+        row = np.asarray(scores_row, dtype=float)
+        used = self.thresholds.copy()
+        self.scores.append(row)
+        self.decisions += 1
+        if not self.warm:
+            return
+        if not self.started or self.decisions % self.SPREAD_EVERY == 0:
+            window = np.stack(self.scores)
+            q25, q75 = np.quantile(window, [0.25, 0.75], axis=0)
+            self.spread = np.maximum(q75 - q25, self.MIN_SPREAD)
+            if not self.started:  # warm from now on: start at the window's quantiles
+                self.started = True
+                self.thresholds = self._clip(thresholds_for_shares(window, self.target))
+                return
+        step = self.config.smoothing * self.spread
+        t = self.thresholds.copy()
+        for k, f in enumerate(self.stop_share):
+            stopped = row[k] < used[k]
+            t[k] += step[k] * (-(1.0 - f) if stopped else f)
+            if stopped:
+                break  # the boundaries above never saw this request
+        self.thresholds = self._clip(t)
+
+    def state(self) -> dict:
+        """For responses and logs."""
+        window = np.stack(self.scores) if self.scores else np.zeros((0, len(self.thresholds)))
+        shares = np.bincount(final_tier(window, self.thresholds), minlength=len(self.target)) / len(window) if len(window) else None
+        return {
+            "thresholds": [round(float(x), 6) for x in self.thresholds],
+            "target_shares": list(self.config.target_shares),
+            "window_shares": None if shares is None else [round(float(x), 4) for x in shares],
             "window": len(window),
             "warm": self.warm,
         }
