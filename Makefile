@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test run demo artifact verifier bench bench-serve bench-embed clean
+.PHONY: setup test run demo artifact ladder-artifact verifier bench bench-serve bench-embed clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,10 @@ demo: setup
 
 artifact: setup
 	$(VENV)/bin/tierroute calibrate --data ../shared/data --exemplars app/calibration/exemplars/exemplars.jsonl --tier2-share 0.15 --min-source-share 0.05 --repeats 3 --output app/routing/artifacts/default.json
+
+# The shipped route-mode ladder (Llama-3.1 8B -> Llama-3.1 70B -> gpt-4o; ZeroEval GSM8K, MATH level 5, CRUXEval): docs/ladder.md.
+ladder-artifact: setup
+	$(VENV)/bin/tierroute calibrate --ladder llama-3.1-8b,llama-3.1-70b,gpt-4o --ladder-mode route --data ../shared/data --sources gsm8k,math_l5,crux --tier-shares 0.6,0.3,0.1 --output app/routing/artifacts/ladder.json
 
 # The shipped verifier (cascade routing): the Llama-3.1 8B/70B answer rows of ../shared/data (docs/verifier.md).
 verifier: setup
