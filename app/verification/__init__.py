@@ -5,7 +5,8 @@ holds, per kind of request, a calibrated model over features of tier 1's *answer
 its text, and its token log-probabilities where the engine returned them) and, where it paid in nested
 cross-validation, the embedder over the request and the answer's end. :class:`.verifier.Verifier` turns
 (request, answer, log-probabilities) into a score -- the probability that tier 2 would do better -- and
-the escalation decision.
+the escalation decision. Its experts' logistic model (``Logit``) is defined in :mod:`app.routing.logit`,
+which the ladder artifact shares.
 
 May import :mod:`app.routing` (the embedder, text helpers) and neutral helpers; never calibration,
 feedback, serve or Ray (``tests/test_layers.py``).
