@@ -23,6 +23,7 @@ artifact: setup
 # The shipped route-mode ladder (Llama-3.1 8B -> Llama-3.1 70B -> gpt-4o; ZeroEval GSM8K, MATH level 5, CRUXEval): docs/ladder.md.
 ladder-artifact: setup
 	$(VENV)/bin/tierroute calibrate --ladder llama-3.1-8b,llama-3.1-70b,gpt-4o --ladder-mode route --data ../shared/data --sources gsm8k,math_l5,crux --tier-shares 0.6,0.3,0.1 --output app/routing/artifacts/ladder.json
+	$(VENV)/bin/tierroute calibrate --ladder llama-3.1-8b,llama-3.1-70b,gpt-4o --ladder-mode cascade --data ../shared/data --sources gsm8k,math_l5,crux --tier-shares 0.6,0.3,0.1 --output app/verification/artifacts/ladder.json
 
 # The shipped verifier (cascade routing): the Llama-3.1 8B/70B answer rows of ../shared/data (docs/verifier.md).
 verifier: setup

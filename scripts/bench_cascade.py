@@ -49,10 +49,10 @@ def add_ingress(args: dict, app: str, name: str, prefix: str, router_llm: bool =
     from app.serve.graph import app_config, ingress_app
 
     deps = serve.status().applications[app].deployments
-    tier = {t: serve.get_deployment_handle(next(d for d in deps if d.startswith(f"Tier{t}:")), app) for t in (1, 2)}
-    llm = serve.get_deployment_handle(next(d for d in deps if d.startswith("RouterLLM:")), app) if router_llm else None
     cfg, _ = app_config(args)
-    serve.run(ingress_app(cfg, tier[1], tier[2], llm), name=name, route_prefix=prefix)
+    tiers = [serve.get_deployment_handle(next(d for d in deps if d.startswith(f"Tier{r.index}:")), app) for r in cfg.ladder]
+    llm = serve.get_deployment_handle(next(d for d in deps if d.startswith("RouterLLM:")), app) if router_llm else None
+    serve.run(ingress_app(cfg, tiers, llm), name=name, route_prefix=prefix)
 
 
 def cascade_args(stream: str, threshold: float, early_tokens: int) -> dict:

@@ -135,7 +135,7 @@ def overhead(args) -> dict:
     e = cfg.embedder
     print(f"embedder: {e.backend} {e.precision}, {e.num_threads} threads, co-located in the ingress: {e.colocate}; "
           f"gRPC calls between deployments: {cfg.ingress.grpc_calls}")
-    routed = ingress_app(cfg, InstantTier.options(name="Tier1").bind(), InstantTier.options(name="Tier2").bind())
+    routed = ingress_app(cfg, [InstantTier.options(name="Tier1").bind(), InstantTier.options(name="Tier2").bind()])
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(NoOp.bind(), name="noop", route_prefix="/noop")

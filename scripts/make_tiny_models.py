@@ -23,7 +23,7 @@ CHATML = (
 )
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # name -> (hidden size, layers, heads, seed)
-MODELS = {"tiny-chat-small": (256, 2, 4, 1), "tiny-chat-large": (384, 3, 6, 2)}
+MODELS = {"tiny-chat-small": (256, 2, 4, 1), "tiny-chat-medium": (256, 3, 4, 3), "tiny-chat-large": (384, 3, 6, 2)}
 VOCAB = 4096
 
 

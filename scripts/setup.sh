@@ -78,10 +78,14 @@ if ! venv_ready; then
   if [[ "$DEVICE" == cpu ]]; then
     "${PIP[@]}" uninstall -q -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
   fi
-  # Tiny random-weight chat models generated here (no model hub needed): tier 2, the router LLM, tests.
-  "$VENV/bin/python" "$ROOT/scripts/make_tiny_models.py" --out "$ROOT/models"
   echo "$want" > "$STAMP"
   echo "setup: done (.venv, torch $installed_torch, $DEVICE)"
+fi
+
+# Tiny random-weight chat models generated here (no model hub needed): tier 2, the router LLM, the ladder's
+# middle tier, tests. Only the missing ones are made.
+if [[ ! -f "$ROOT/models/tiny-chat-medium/config.json" || ! -f "$ROOT/models/tiny-chat-large/config.json" || ! -f "$ROOT/models/tiny-chat-small/config.json" ]]; then
+  "$VENV/bin/python" "$ROOT/scripts/make_tiny_models.py" --out "$ROOT/models"
 fi
 
 # Tier 1 of the local default, converted once from its GGUF (a no-op when models/ has it).

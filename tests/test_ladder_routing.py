@@ -210,3 +210,29 @@ def test_controller_config_target_shares_are_validated_naming_the_field(shares, 
     assert "target_shares" in str(e.value)
     assert ControllerConfig(target_shares=[0.7, 0.2, 0.1]).target_shares == [0.7, 0.2, 0.1]
     assert ControllerConfig(target_shares=[0.1] * 10).target_shares is not None  # float rounding within 1e-6
+
+
+def test_thresholds_set_on_your_traffic_hold_its_shares(fitted):
+    from app.calibration.ladder_build import format_card, retarget
+
+    inp, emb, art = fitted
+    traffic, temb = _synthetic(n=200, seed=7)  # other prompts than the calibration rows
+    prompts = [r.prompt for r in traffic.data.rows]
+    new = retarget(art, prompts, temb, [0.2, 0.3, 0.5], "mine.jsonl")
+    got = np.bincount([LadderRouter(new).decide(s) for s in LadderRouter(new).scores(prompts, temb)], minlength=4)[1:] / 200
+    np.testing.assert_allclose(got, [0.2, 0.3, 0.5], atol=0.02)
+    assert new.card["on_traffic"]["tier_shares"] == pytest.approx(got.tolist(), abs=1e-4)
+    assert new.card["thresholds_set_for"] == {"tier_shares": [0.2, 0.3, 0.5], "traffic": "mine.jsonl", "prompts": 200}
+    assert "on_calibration_rows" not in new.card and "on that traffic" in format_card(new)
+    assert [b.model for b in new.boundaries] == [b.model for b in art.boundaries]  # only the thresholds move
+    with pytest.raises(ValueError, match="too few"):
+        retarget(art, prompts[:5], temb[:5], [0.2, 0.3, 0.5], "tiny.jsonl")
+
+
+def test_traffic_with_a_climb_or_a_quality_target_is_refused(tmp_path, capsys):
+    from app.cli import main
+
+    (tmp_path / "t.jsonl").write_text('{"prompt": "hi"}\n')
+    for extra in (["--tier-shares", "0.5,0.3,0.2"], ["--ladder-mode", "route", "--target-quality", "0.9"]):
+        rc = main(["calibrate", "--ladder", "a,b,c", "--data", str(tmp_path), "--traffic", str(tmp_path / "t.jsonl"), "--output", str(tmp_path / "o.json"), *extra])
+        assert rc == 2 and "--traffic with --ladder sets --tier-shares on your prompts" in capsys.readouterr().err

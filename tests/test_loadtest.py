@@ -68,7 +68,7 @@ class FakeTierroute:
         finally:
             self.in_flight -= 1
         model = "tier2-large" if tier == 2 else "tier1-small"
-        headers = {"x-tierroute-tier": str(tier), "x-tierroute-model": model, "x-tierroute-router-latency-ms": "2.0"} if self.tierroute else {}
+        headers = {"x-tierroute-tier": f'{tier};name="tier{tier}"', "x-tierroute-model": model, "x-tierroute-router-latency-ms": "2.0"} if self.tierroute else {}
         usage = {"prompt_tokens": 7, "completion_tokens": self.tokens, "total_tokens": 7 + self.tokens}
         if body.get("stream"):
             return httpx.Response(200, headers={**headers, "content-type": "text/event-stream"}, content=self._sse(model, tier, usage))
@@ -505,7 +505,7 @@ class FakeCascade(FakeTierroute):
         info = {"tier": tier, "path": path, "verifier": {"score": 0.9 if hard else 0.1}, "tier1_tokens": 5 if hard else None}
         usage = {"prompt_tokens": 7, "completion_tokens": self.tokens}
         out = {"model": "m", "usage": usage, "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]}
-        headers = {"x-tierroute-tier": str(tier)}
+        headers = {"x-tierroute-tier": f'{tier};name="tier{tier}"'}
         if self.in_body:
             out["tierroute"] = info
         else:
@@ -576,3 +576,17 @@ def test_the_opt_out_header_is_the_serving_one():
     from app.serve.routing_config import OPT_OUT_HEADER
 
     assert OPT_OUT == {OPT_OUT_HEADER: "off"}
+
+
+def test_compare_takes_the_top_tier_of_a_ladder_and_reads_named_tier_headers():
+    from app.loadtest.client import Outcome, _from_headers
+    from app.loadtest.session import tier2_model_of
+
+    cards = [{"id": "auto", "metadata": {"routes_to": ["s", "m", "l"]}}] + [
+        {"id": m, "metadata": {"tier": k, "name": n}} for k, (m, n) in enumerate([("s", "small"), ("m", "medium"), ("l", "large")], start=1)
+    ]
+    assert tier2_model_of(cards) == "l" and tier2_model_of(cards[:3]) == "m" and tier2_model_of(cards[:1]) is None
+    for value, tier in (('3;name="large"', 3), ("2", 2), ("junk", None)):
+        o = Outcome(index=0, due_s=0.0)
+        _from_headers(o, httpx.Headers({"x-tierroute-tier": value}))
+        assert o.tier == tier and (tier is None or o.group() == f"tier{tier}")

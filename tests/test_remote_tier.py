@@ -323,7 +323,7 @@ def config_error(args) -> str:
 
 
 def test_old_configs_load_unchanged_and_a_remote_tier_loads_and_round_trips():
-    assert type(AppConfig.model_validate(local_args()).tier2).__name__ == "EngineConfig"
+    assert type(AppConfig.model_validate(local_args()).tier2).__name__ == "EngineTierConfig"
     cfg = AppConfig.model_validate(remote_args())
     assert cfg.tier2.remote.model == "remote-name" and cfg.tier2.replica.num_gpus == 0
     assert AppConfig.model_validate(cfg.model_dump(mode="json")) == cfg  # what the ingress replica re-reads
@@ -352,14 +352,14 @@ def test_the_key_source_must_exist_at_deploy_time(monkeypatch, tmp_path):
     monkeypatch.delenv(KEY_ENV, raising=False)
     cfg = AppConfig.model_validate(remote_args())
     with pytest.raises(ValueError, match=f"tier2.remote.api_key_env: environment variable {KEY_ENV} is not set"):
-        tier_deployment(cfg.tier2, "tier2")
+        tier_deployment(cfg.ladder[1], "tier2")
     missing = RemoteConfig(base_url="http://h/v1", model="m", api_key_file=str(tmp_path / "none"))
     with pytest.raises(ValueError, match="remote.api_key_file: cannot read"):
         read_key(missing)
     (tmp_path / "key").write_text(KEY + "\n")
     assert read_key(RemoteConfig(base_url="http://h/v1", model="m", api_key_file=str(tmp_path / "key"))) == KEY
     monkeypatch.setenv(KEY_ENV, KEY)
-    bound = tier_deployment(cfg.tier2, "tier2")
+    bound = tier_deployment(cfg.ladder[1], "tier2")
     d = bound._bound_deployment
     assert d.init_args[0]["api_key_env"] == KEY_ENV and KEY not in repr((d.init_args, d.init_kwargs, d.ray_actor_options))  # the name only
 

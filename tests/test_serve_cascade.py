@@ -56,7 +56,7 @@ def write_verifier(path, args, check: bool = False) -> str:
 def cascade_args(verifier: str, mode: str = "cascade", stream: str = "buffer") -> dict:
     args = local_args()
     args["routing"] = {"mode": mode, "cascade": {"verifier": verifier, "stream": stream, "early_tokens": 2, "max_tier1_tokens": CAP, "direct_quantile": 0.0}}
-    args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": True, "tier_timeout_s": 8}
+    args["fallback"] = {"down": True, "up": True, "tier_timeout_s": 8}
     args["auth"] = {"keys_env": ENV}
     return args
 
@@ -105,7 +105,7 @@ def test_tier1_answer_stands_when_the_verifier_accepts_it(graph):
     r = client.post("/v1/chat/completions", json=chat(SIMPLE))
     assert r.status_code == 200, r.text
     body, t = r.json(), r.json()["tierroute"]
-    assert r.headers["x-tierroute-path"] == "tier1" and r.headers["x-tierroute-tier"] == "1"
+    assert r.headers["x-tierroute-path"] == "tier1" and r.headers["x-tierroute-tier"] == '1;name="tier1"'
     assert body["model"] == args["tier1"]["model_id"] and t["path"] == "tier1" and t["reason"] == "routed"
     assert t["verifier"]["score"] < 0.5 and t["verifier"]["threshold"] == 0.5 and t["escalation"] is None
     assert abs(float(r.headers["x-tierroute-verifier-score"]) - t["verifier"]["score"]) < 1e-3
@@ -121,7 +121,7 @@ def test_escalated_when_the_verifier_says_so(graph):
     r = client.post("/v1/chat/completions", json=chat(ANCHOR))
     assert r.status_code == 200, r.text
     body, t = r.json(), r.json()["tierroute"]
-    assert r.headers["x-tierroute-path"] == "escalated" and r.headers["x-tierroute-tier"] == "2" and r.headers["x-tierroute-escalation"] == "verifier"
+    assert r.headers["x-tierroute-path"] == "escalated" and r.headers["x-tierroute-tier"] == '2;name="tier2"' and r.headers["x-tierroute-escalation"] == "verifier"
     assert body["model"] == args["tier2"]["model_id"] and t["tier"] == 2 and t["decided_tier"] == 1
     assert t["verifier"]["score"] >= 0.5 and t["tier1_tokens"] == 4 and body["usage"]["completion_tokens"] == 4
 
@@ -229,4 +229,4 @@ def test_tier1_down_falls_back_to_tier2(graph):
     assert r.status_code == 200, r.text
     t = r.json()["tierroute"]
     assert t["tier"] == 2 and t["reason"] == "fallback" and t["fallback"]["from_tier"] == 1 and t["path"] == "escalated"
-    assert r.headers["x-tierroute-tier"] == "2" and r.headers["x-tierroute-escalation"] == "tier1-failed"
+    assert r.headers["x-tierroute-tier"] == '2;name="tier2"' and r.headers["x-tierroute-escalation"] == "tier1-failed"

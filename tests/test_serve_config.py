@@ -2,6 +2,7 @@
 config against Ray's own schema, and that every production deployment fits a
 worker type of cluster.yaml."""
 
+import copy
 import json
 import logging
 import os
@@ -164,10 +165,10 @@ def test_a_missing_key_source_fails_the_build_naming_it(monkeypatch):
     args = app_args("local.yaml")
     args["auth"] = {"keys_env": "TIERROUTE_NO_SUCH_KEYS"}
     with pytest.raises(ValueError, match=r"auth.keys_env \(\$TIERROUTE_NO_SUCH_KEYS\): the environment variable is not set"):
-        ingress_app(AppConfig.model_validate(args), None, None)
+        ingress_app(AppConfig.model_validate(args), [None, None])
     args["auth"] = {"keys_file": "/nonexistent/keys.json"}
     with pytest.raises(ValueError, match="auth.keys_file"):
-        ingress_app(AppConfig.model_validate(args), None, None)
+        ingress_app(AppConfig.model_validate(args), [None, None])
 
 
 def test_the_old_nested_embedder_block_still_loads_with_a_deprecation_warning(caplog):
@@ -196,3 +197,104 @@ def test_the_modules_that_say_no_ray_import_no_ray():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
+
+
+# --- a ladder of tiers (tiers:) --------------------------------------------------------------
+
+
+def ladder_error(args: dict) -> str:
+    from app.serve.graph import app_config
+
+    with pytest.raises(ValueError) as e:
+        app_config(args)
+    return str(e.value)
+
+
+def test_the_local_ladder_config_loads_with_names_prices_and_its_artifact():
+    from app.serve.graph import app_config
+
+    cfg, _ = app_config(app_args("local-ladder.yaml"))
+    rungs = cfg.ladder
+    assert [(r.index, r.name, r.spec.model_id) for r in rungs] == [(1, "small", "tier1-small"), (2, "medium", "tier2-medium"), (3, "large", "tier3-large")]
+    assert rungs[2].price.output_per_mtok == 10.0 and cfg.top == 3 and cfg.tier1 is None
+    assert AppConfig.model_validate(cfg.model_dump(mode="json")) == cfg  # what the ingress replica re-reads
+    pair = AppConfig.model_validate(app_args("local.yaml"))  # two tiers: tier1/tier2, named and priced by default
+    assert [(r.name, r.price.input_per_mtok) for r in pair.ladder] == [("tier1", 0.10), ("tier2", 0.90)] and pair.top == 2
+    listed = app_args("local.yaml")  # the same pair as a list
+    listed["tiers"] = [listed.pop("tier1"), listed.pop("tier2")]
+    assert [r.spec for r in AppConfig.model_validate(listed).ladder] == [r.spec for r in pair.ladder]
+
+
+def _ladder(**change) -> dict:
+    args = app_args("local-ladder.yaml")
+    for path, value in change.items():  # a__b__0__c: the path, list indices as numbers
+        *parents, leaf = path.split("__")
+        node = args
+        for p in parents:
+            node = node[int(p)] if p.isdigit() else node[p]
+        if value is None:
+            node.pop(leaf)
+        elif leaf.isdigit():
+            node[int(leaf)] = value
+        else:
+            node[leaf] = value
+    return args
+
+
+@pytest.mark.parametrize(
+    "change,where",
+    [
+        ({"routing__ladder": None}, "routing.ladder: a ladder of 3 tiers needs a ladder artifact"),
+        ({"routing__mode": "cascade"}, "routing.ladder: a 'route' ladder artifact reads the prompt; routing.mode 'cascade' needs one fitted with --ladder-mode cascade"),
+        ({"routing__mode": "cascade_routing"}, "routing.mode: 'cascade_routing' serves two tiers"),
+        ({"routing__mode": "cascade", "routing__ladder": "app/verification/artifacts/ladder.json", "routing__cascade": {"stream": "early"}}, "routing.cascade.stream"),
+        ({"routing__mode": "cascade", "routing__ladder": "app/verification/artifacts/ladder.json", "controller__enabled": True}, "controller.enabled: the share controller"),
+        ({"ingress__degraded_tier": 4}, "ingress.degraded_tier: 4, but there are 3 tiers"),
+        ({"tiers__1__name": "small"}, "tiers[].name"),
+        ({"tiers__1__name": "has space"}, "tiers[1].name: String should match pattern"),
+        ({"tiers__2__model_id": "tier1-small"}, "tiers[].model_id"),
+        ({"tiers__2__remote": {"base_url": "ftp://x"}}, "tiers[2]."),
+        ({"tiers__2": {"model_id": "big", "remote": {"base_url": "ftp://x", "model": "m"}}}, "tiers[2].remote.base_url"),
+        ({"tier2": {"model_id": "x", "remote": {"base_url": "http://h/v1", "model": "m"}}}, "tiers: set either tiers"),
+        ({"tiers": None}, "tier1 and tier2: required"),
+        ({"controller__enabled": True, "controller__target_shares": [0.5, 0.5]}, "target_shares"),
+        ({"controller__enabled": True, "controller__target_shares": None}, "controller.target_shares: a ladder's controller"),
+        ({"router_llm": {"model_id": "r", "model_source": "models/tiny-chat-small", "engine_kwargs": {"enforce_eager": True, "max_model_len": 512}}}, "router_llm: a ladder"),
+        ({"shadow": {"enabled": True}}, "shadow.enabled"),
+        ({"tiers": [{"model_id": "a", "model_source": "models/tiny-chat-small", "engine_kwargs": {"enforce_eager": True, "max_model_len": 512}}] * 1}, "tiers"),
+    ],
+)
+def test_ladder_config_errors_name_the_field(change, where):
+    assert where in ladder_error(_ladder(**change))
+
+
+def test_a_ladder_artifact_must_fit_the_configured_tiers(tmp_path):
+    art = json.loads((ROOT / "app/routing/artifacts/ladder.json").read_text())
+    four = _ladder()
+    four["tiers"].append({**four["tiers"][2], "name": "huge", "model_id": "tier4-huge"})
+    four["controller"]["target_shares"] = [0.4, 0.3, 0.2, 0.1]
+    assert "routing.ladder: the artifact has 3 tiers, the config 4" in ladder_error(four)
+    cascade = copy.deepcopy(art) | {"mode": "cascade", "embedder": None}
+    for b in cascade["boundaries"]:
+        n = len(b["features"])
+        b["reads"], b["embedding"] = "answer", False
+        b["model"] = {k: (v[:n] if isinstance(v, list) else v) for k, v in b["model"].items()}
+    path = tmp_path / "cascade.json"
+    path.write_text(json.dumps(cascade))
+    assert "routing.ladder: a 'cascade' ladder artifact reads each tier's answer; routing.mode 'route'" in ladder_error(_ladder(routing__ladder=str(path)))
+    cfg, _ = __import__("app.serve.graph", fromlist=["app_config"]).app_config(
+        _ladder(routing__mode="cascade", routing__ladder="app/verification/artifacts/ladder.json")
+    )  # the shipped climb: a cascade ladder of as many tiers, no embedder to match
+    assert cfg.routing.mode == "cascade" and cfg.top == 3
+    other = dict(art, embedder=dict(art["embedder"], model_id="sentence-transformers/all-mpnet-base-v2", dim=768))
+    path.write_text(json.dumps(other))
+    assert "routing.ladder: calibrated with embedder 'sentence-transformers/all-mpnet-base-v2'" in ladder_error(_ladder(routing__ladder=str(path)))
+
+
+def test_per_key_tier_caps_must_name_a_configured_tier(monkeypatch):
+    from app.serve.graph import app_config, ingress_app
+
+    monkeypatch.setenv("TIERROUTE_TEST_LADDER_KEYS", json.dumps([{"name": "a", "key": "k" * 20, "max_tier_shares": {"giant": 0.1}}]))
+    cfg, _ = app_config(_ladder(auth={"keys_env": "TIERROUTE_TEST_LADDER_KEYS"}))
+    with pytest.raises(ValueError, match="auth: key a: max_tier_shares.giant: no tier is named 'giant'"):
+        ingress_app(cfg, [None, None, None])

@@ -51,7 +51,7 @@ def graph():
     args = local_args()
     args["embedder"].update(colocate=False, timeout_s=3.0)
     args["ingress"].update(max_concurrent_requests=4, request_timeout_s=120, replica={"num_cpus": 0.1, "max_ongoing_requests": 32})
-    args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": True, "tier_timeout_s": TIER_TIMEOUT_S}
+    args["fallback"] = {"down": True, "up": True, "tier_timeout_s": TIER_TIMEOUT_S}
     args["auth"] = {"keys_env": ENV}
     metrics = {"_metrics_export_port": mport, "_system_config": {"metrics_report_interval_ms": 2000}}
     try:
@@ -323,7 +323,7 @@ def test_tier2_down_falls_back_to_tier1_and_says_so(graph):
     # a stream whose tier fails before its first token is served by the other tier
     with client.stream("POST", "/v1/chat/completions", json=chat("auto", HARD, stream=True), headers=auth()) as s:
         events = [line for line in s.iter_lines() if line]
-    assert s.status_code == 200 and s.headers["x-tierroute-tier"] == "1" and events[-1] == "data: [DONE]"
+    assert s.status_code == 200 and s.headers["x-tierroute-tier"] == '1;name="tier1"' and events[-1] == "data: [DONE]"
     assert json.loads(events[0][6:])["tierroute"]["reason"] == "fallback"
     wait_replaced("Tier2:", killed)
 

@@ -4,6 +4,7 @@ tier 2 and the router LLM on the generated tiny models. Random-weight models emi
 junk text: these tests check routing, token counts and the protocol, and wording
 only where tier 1 answers."""
 
+import copy
 import json
 
 import httpx
@@ -21,14 +22,32 @@ SIMPLE = "What is the capital of France?"
 HARD = "Write a Python function that implements Dijkstra's algorithm with a binary heap and analyse its time complexity."
 
 
+@pytest.fixture(scope="module")
+def engines():
+    """The local default's graph (embedder co-located in the ingress), its engines shared by both variants."""
+    args = local_args()
+    args["embedder"]["colocate"] = True
+    with local_graph(args, name="tierroute-test") as url:
+        yield url, args
+
+
 @pytest.fixture(scope="module", params=["embedder co-located", "embedder deployment"])
-def graph(request):
+def graph(request, engines):
+    """Each test runs against both: the co-located graph, and a second application over the same engines whose
+    ingress calls an Embedder deployment (bench_cascade.add_ingress: the engines are not started twice)."""
+    from bench_cascade import add_ingress
     from ray import serve
 
-    args = local_args()
-    args["embedder"]["colocate"] = request.param == "embedder co-located"
-    with local_graph(args, name="tierroute-test") as url, httpx.Client(base_url=url, timeout=120) as client:
-        yield client, serve.get_deployment_handle("Ingress", "tierroute-test"), args
+    url, args = engines
+    app, prefix = "tierroute-test", ""
+    if request.param == "embedder deployment":
+        args = copy.deepcopy(args)
+        args["embedder"]["colocate"] = False
+        app, prefix = "tierroute-test-embedder", "/embedder"
+        add_ingress(args, "tierroute-test", app, prefix, router_llm=True)
+        assert any(d.startswith("Embedder") for d in serve.status().applications[app].deployments)
+    with httpx.Client(base_url=url + prefix, timeout=120) as client:
+        yield client, serve.get_deployment_handle("Ingress", app), args
 
 
 def post(client, path, body, **kw):
@@ -55,7 +74,7 @@ def test_auto_routes_simple_to_tier1_and_hard_to_tier2(graph):
         assert r.status_code == 200, r.text
         body = r.json()
         model = args[f"tier{tier}"]["model_id"]
-        assert r.headers["x-tierroute-tier"] == str(tier) and r.headers["x-tierroute-model"] == model
+        assert r.headers["x-tierroute-tier"] == f'{tier};name="tier{tier}"' and r.headers["x-tierroute-model"] == model
         assert float(r.headers["x-tierroute-router-latency-ms"]) > 0
         assert body["model"] == model and body["tierroute"]["tier"] == tier
         assert body["usage"]["completion_tokens"] == 4
@@ -66,14 +85,14 @@ def test_model_id_bypasses_routing(graph):
     client, _, args = graph
     r = post(client, "/v1/chat/completions", chat(args["tier2"]["model_id"], SIMPLE))
     assert r.status_code == 200 and r.json()["model"] == args["tier2"]["model_id"]
-    assert r.json()["tierroute"]["scorer"] == "bypass" and r.headers["x-tierroute-tier"] == "2"
+    assert r.json()["tierroute"]["scorer"] == "bypass" and r.headers["x-tierroute-tier"] == '2;name="tier2"'
 
 
 def test_streaming_is_openai_sse_ending_with_done(graph):
     client, _, _ = graph
     with client.stream("POST", "/v1/chat/completions", json=chat("auto", SIMPLE, stream=True)) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        assert r.headers["x-tierroute-tier"] == "1"
+        assert r.headers["x-tierroute-tier"] == '1;name="tier1"'
         events = [line for line in r.iter_lines() if line]
     assert all(e.startswith("data: ") for e in events)
     assert events[-1] == "data: [DONE]" and events.count("data: [DONE]") == 1

@@ -16,7 +16,7 @@ from app.serve import responses as r
 from app.serve.auth import Key, KeyQuota, KeyRing, load_keys
 from app.serve.config import AuthConfig, FallbackConfig, IngressConfig, KeyLimits
 from app.serve.decision_log import decision_line, log_decision
-from app.serve.fallback import Fallback, other_tier
+from app.serve.fallback import fallback_order, Fallback, other_tier
 from app.serve.config import MetricsConfig
 from app.serve.prometheus import METRICS, Metrics
 
@@ -176,14 +176,47 @@ def test_tier2_cap_holds_a_key_that_only_sends_hard_prompts():
     assert none.cap(2) == (1, True) and none.cap(1) == (1, False)
 
 
+def test_a_ladders_caps_move_a_key_below_the_lowest_tier_past_its_cap():
+    names = {"small": 1, "mid": 2, "big": 3}
+    q = KeyQuota(KeyLimits(max_tier_shares={"big": 0.2}, tier2_window=100), tier_index=names)
+    got = [q.cap(3) for _ in range(400)]
+    assert abs(sum(t == 3 for t, _ in got[100:]) / 300 - 0.2) <= 0.02
+    assert {t for t, c in got if c} == {2}  # past the cap on big: the tier below it, not the cheapest
+    both = KeyQuota(KeyLimits(max_tier2_share=0.5, max_tier_shares={"big": 0.1}), tier_index=names)
+    got = [both.cap(3) for _ in range(300)]
+    tiers = [t for t, _ in got[100:]]
+    assert abs(tiers.count(3) / 200 - 0.1) <= 0.03 and abs((tiers.count(2) + tiers.count(3)) / 200 - 0.5) <= 0.03
+    assert {t for t, c in got if c} == {1, 2}
+    assert KeyQuota(KeyLimits(max_tier_shares={"mid": 0.0}), tier_index=names).cap(3) == (1, True)  # at or above mid: capped at 0
+    for bad, match in (({"huge": 0.1}, "no tier is named 'huge'"), ({"small": 0.1}, "cheapest tier cannot be capped")):
+        with pytest.raises(ValueError, match=match):
+            KeyQuota(KeyLimits(max_tier_shares=bad), tier_index=names)
+
+
 # --- fallback and decision lines ------------------------------------------------------------
 
 
 def test_fallback_directions_are_configured_one_by_one():
     assert other_tier(2, FallbackConfig()) == 1 and other_tier(1, FallbackConfig()) is None
-    both = FallbackConfig(tier1_to_tier2=True)
+    both = FallbackConfig(up=True)
     assert other_tier(1, both) == 2
-    assert other_tier(2, FallbackConfig(tier2_to_tier1=False)) is None
+    assert other_tier(2, FallbackConfig(down=False)) is None
+
+
+def test_fallback_walks_the_ladder_down_nearest_first_then_up():
+    assert fallback_order(3, 4, FallbackConfig()) == [2, 1]
+    assert fallback_order(3, 4, FallbackConfig(up=True)) == [2, 1, 4]
+    assert fallback_order(1, 4, FallbackConfig(up=True)) == [2, 3, 4]
+    assert fallback_order(2, 3, FallbackConfig(down=False, up=True)) == [3]
+    assert fallback_order(4, 4, FallbackConfig(down=False, up=True)) == []
+
+
+def test_old_fallback_names_load_as_down_and_up_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="fallback.tier1_to_tier2"):
+        f = FallbackConfig.model_validate({"tier2_to_tier1": False, "tier1_to_tier2": True})
+    assert (f.down, f.up) == (False, True)
+    with pytest.raises(ValueError, match="set only up"):
+        FallbackConfig.model_validate({"tier1_to_tier2": True, "up": False})
 
 
 def served(**kw):
@@ -199,7 +232,7 @@ def test_decision_line_and_headers_say_how_a_request_was_served(caplog):
     assert line["prompt_tokens"] == 7 and line["tier_latency_ms"] == 12.5 and "prompt" not in line
     assert json.loads(decision_line("r1", s, None, None, text="hello"))["prompt"] == "hello"
     h = r.decision_headers(s)
-    assert h["x-tierroute-tier"] == "1" and h["x-tierroute-fallback"] == "tier2->tier1; cause=timeout" and h["x-tierroute-reason"] == "fallback"
+    assert h["x-tierroute-tier"] == '1;name="tier1"' and h["x-tierroute-fallback"] == "tier2->tier1; cause=timeout" and h["x-tierroute-reason"] == "fallback"
     f = r.routed_field(s)
     assert f["tier"] == 1 and f["decided_tier"] == 2 and f["fallback"]["cause"] == "timeout"
     with caplog.at_level(logging.INFO, logger="tierroute.decisions"):
@@ -229,20 +262,35 @@ def test_every_dashboard_query_names_an_exported_metric():
     assert used == set(METRICS), f"metrics with no panel: {set(METRICS) - used}"
 
 
+class Recorder:
+    """A metric's test double: what it was given."""
+
+    def __init__(self):
+        self.seen = []
+
+    def inc(self, value, tags):
+        self.seen.append((value, tags))
+
+    observe = inc
+
+
+def test_cost_is_priced_per_tier_against_all_on_the_top_tier():
+    from app.serve.config import Price
+
+    prices = {1: Price(input_per_mtok=1, output_per_mtok=2), 2: Price(input_per_mtok=5, output_per_mtok=5), 3: Price(input_per_mtok=10, output_per_mtok=30)}
+    m = Metrics(MetricsConfig(enabled=False), prices)
+    m._m = {name: Recorder() for name in METRICS}
+    m.tokens(2, {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000})
+    cost = {t["basis"]: v for v, t in m._m["tierroute_cost"].seen}
+    assert cost == {"served": pytest.approx(10.0), "all_top": pytest.approx(40.0)}
+    assert m._m["tierroute_tier_cost"].seen == [(pytest.approx(10.0), {"tier": "2"})]
+
+
 def test_only_scored_decisions_feed_the_score_histogram():
     """A bypass that fell back to the other tier was never scored: its 0 must not enter the histogram."""
 
-    class Rec:
-        def __init__(self):
-            self.seen = []
-
-        def inc(self, value, tags):
-            self.seen.append((value, tags))
-
-        observe = inc
-
     m = Metrics(MetricsConfig(enabled=False))
-    m._m = {name: Rec() for name in METRICS}
+    m._m = {name: Recorder() for name in METRICS}
     m.served(served(), 5.0, None)  # a scored decision that fell back
     bypassed = r.Served(r.bypass(2, 0.3), 1, "small", "fallback", Fallback(2, 1, "error"))
     m.served(bypassed, 5.0, None)

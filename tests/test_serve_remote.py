@@ -40,7 +40,7 @@ def graph():
         args = local_args()
         args["router_llm"]["enabled"] = False
         args["ingress"]["log_prompts"] = False
-        args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": False, "tier_timeout_s": 10}
+        args["fallback"] = {"down": True, "up": False, "tier_timeout_s": 10}
         args["tier2"] = {
             "model_id": REMOTE,
             "remote": {"base_url": stand_in["url"], "model": "stand-in-model", "api_key_env": KEY_ENV, "timeout_s": REMOTE_TIMEOUT_S, "max_in_flight": 8},
@@ -80,7 +80,7 @@ def test_unary_answer_from_the_remote_tier(graph):
 def test_stream_from_the_remote_tier(graph):
     client, _ = graph
     with client.stream("POST", "/v1/chat/completions", json=chat("Count please", stream=True, stream_options={"include_usage": True})) as s:
-        assert s.status_code == 200 and s.headers["x-tierroute-tier"] == "2"
+        assert s.status_code == 200 and s.headers["x-tierroute-tier"] == '2;name="tier2"'
         events = [line for line in s.iter_lines() if line]
     assert events[-1] == "data: [DONE]" and events.count("data: [DONE]") == 1
     objs = [json.loads(e[6:]) for e in events[:-1]]

@@ -37,7 +37,7 @@ def graph():
             args = local_args()
             args.pop("router_llm")
             args["routing"]["mode"] = "cascade"
-            args["fallback"] = {"tier2_to_tier1": False, "tier1_to_tier2": False, "tier_timeout_s": 5}
+            args["fallback"] = {"down": False, "up": False, "tier_timeout_s": 5}
             args["tier1"] = remote_tier("small-remote", stand_in, "small-model")
             args["tier2"] = remote_tier("large-remote", stand_in, "large-model")
             with local_graph(args, name="tierroute-remote-only") as url, httpx.Client(base_url=url, timeout=60) as client:

@@ -32,7 +32,7 @@ def graph(tmp_path_factory):
     port = free_port()
     args = local_args()
     args["shadow"] = {"enabled": True, "sample_rate": 1.0, "max_tokens": 16, "outcomes_path": str(out), "timeout_s": 60}
-    args["fallback"] = {"tier2_to_tier1": True, "tier1_to_tier2": False, "tier_timeout_s": 20}
+    args["fallback"] = {"down": True, "up": False, "tier_timeout_s": 20}
     with local_graph(args, name=APP, port=port) as url, httpx.Client(base_url=url, timeout=120) as client:
         yield client, serve.get_deployment_handle("Ingress", APP), args, out.parent, port
 
@@ -65,10 +65,10 @@ def test_routed_requests_are_judged_off_path_into_calibrate_rows(graph):
     for prompt in (SIMPLE, HARD):
         r = client.post("/v1/chat/completions", json=chat("auto", prompt))
         assert r.status_code == 200, r.text
-        served.append(int(r.headers["x-tierroute-tier"]))
+        served.append(int(r.headers["x-tierroute-tier"].split(";")[0]))
     with client.stream("POST", "/v1/chat/completions", json=chat("auto", SIMPLE, stream=True)) as r:
         assert r.status_code == 200 and r.read().decode().rstrip().endswith("data: [DONE]")
-        served.append(int(r.headers["x-tierroute-tier"]))
+        served.append(int(r.headers["x-tierroute-tier"].split(";")[0]))
     # a request that names its tier is not routed: never shadowed
     assert client.post("/v1/chat/completions", json=chat(args["tier1"]["model_id"], SIMPLE)).status_code == 200
     st = wait_state(ingress, lambda s: s["in_flight"] == 0 and sum(v for k, v in s["counts"].items() if k.startswith(("judged", "failed", "skipped"))) >= 3)

@@ -82,12 +82,35 @@ def build_ladder(
 
 
 def format_card(art: LadderArtifact) -> str:
-    c = art.card["on_calibration_rows"]
     tiers = " > ".join(f"{t.name} {t.model} (${t.price.input:g}/${t.price.output:g} per 1M)" for t in art.tiers)
     th = ", ".join(f"{b.tier}: {b.threshold:.4f} ({b.candidate})" for b in art.boundaries)
-    return (
-        f"ladder ({art.mode}): {tiers}\nthresholds (sufficient iff P(not enough) < threshold): {th}\n"
+    head = f"ladder ({art.mode}): {tiers}\nthresholds (sufficient iff P(not enough) < threshold): {th}\n"
+    if "on_traffic" in art.card:  # retarget: set on the user's prompts, no outcomes there
+        return head + (
+            f"set for {art.card['thresholds_set_for']}: tier shares {art.card['on_traffic']['tier_shares']} on that traffic "
+            f"(fitted on {art.card['rows']} calibration rows: {', '.join(art.card['sources'])}; no outcomes in traffic, so no quality or cost)"
+        )
+    c = art.card["on_calibration_rows"]
+    return head + (
         f"set for {art.card['thresholds_set_for']} on {art.card['rows']} calibration rows ({', '.join(art.card['sources'])}): "
         f"tier shares {c['tier_shares']}, quality {c['quality']:.4f} (top tier {c['top_tier_quality']:.4f}), "
         f"cost {c['cost_relative_to_top_tier']:.4f} of all top tier (out-of-fold scores; nested figures: evaluate --ladder)"
     )
+
+
+def retarget(art: LadderArtifact, prompts: list[str], embeddings: np.ndarray, tier_shares: list[float], traffic: str) -> LadderArtifact:
+    """``art`` (route mode) with thresholds that end ``tier_shares`` of ``prompts`` (your traffic, before generation:
+    no outcomes needed) at each tier, scored as serving scores them (:class:`app.routing.ladder.LadderRouter`). The
+    card says so and gives the shares on the traffic; its calibration-row figures are dropped (they were for the
+    calibration mix's thresholds)."""
+    from app.routing.ladder import LadderRouter
+
+    if len(prompts) < 10 * len(tier_shares):
+        raise ValueError(f"--traffic: {len(prompts)} prompts are too few to set {len(tier_shares)} shares (at least {10 * len(tier_shares)})")
+    scores = LadderRouter(art).scores(prompts, embeddings)
+    t = thresholds_for_shares(scores, tier_shares)
+    boundaries = [b.model_copy(update={"threshold": _stored(x)}) for b, x in zip(art.boundaries, t)]
+    card = {k: v for k, v in art.card.items() if k != "on_calibration_rows"}
+    card["thresholds_set_for"] = {"tier_shares": list(tier_shares), "traffic": traffic, "prompts": len(prompts)}
+    card["on_traffic"] = {"tier_shares": np.round(shares(final_tier(scores, t), len(art.tiers)), 4).tolist()}
+    return art.model_copy(update={"boundaries": boundaries, "card": card})

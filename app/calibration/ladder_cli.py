@@ -127,8 +127,11 @@ def run_ladder_calibrate(args) -> int:
     tiers = parse_ladder(args.ladder)
     if not args.output:
         raise ValueError("--output is required (where to write the ladder artifact)")
-    if args.traffic:
-        raise ValueError("--traffic is not supported with --ladder yet: thresholds are set on the calibration mix")
+    if args.traffic and (args.ladder_mode != "route" or args.tier_shares is None):
+        raise ValueError(
+            "--traffic with --ladder sets --tier-shares on your prompts before generation: it needs --ladder-mode route and "
+            "--tier-shares (a climb's scores need each tier's answers; a quality target needs outcomes)"
+        )
     if args.tier_shares is None and args.target_quality is None:
         raise ValueError("--ladder needs --tier-shares (e.g. 0.6,0.3,0.1) or --target-quality (e.g. 0.95)")
     shares_ = parse_shares(args.tier_shares, len(tiers)) if args.tier_shares else None
@@ -157,6 +160,13 @@ def run_ladder_calibrate(args) -> int:
 
     with threadpool_limits(1):  # many small logistic fits: more BLAS threads only cost time
         art = build_ladder(inp, tiers, prices, args.ladder_mode, shares_, args.target_quality, args.folds, args.seed, info, getattr(args, "command_line", None))
+    if args.traffic:
+        from app.calibration.ladder_build import retarget
+        from app.traffic import read_requests
+
+        _, texts, _ = read_requests(args.traffic)
+        print(f"traffic: {len(texts)} prompts from {args.traffic}", file=sys.stderr)
+        art = retarget(art, texts, np.asarray(cached_encode(model, texts, embedding_cache())), shares_, Path(args.traffic).name)
     art.save(args.output)
     print(format_card(art) + f"\nwrote {args.output}")
     return 0

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from app.loadtest import errors
+from app.serve.headers import tier_of_header
 
 CHAT = "/v1/chat/completions"
 
@@ -58,9 +59,9 @@ class Outcome:
 
 
 def _from_headers(o: Outcome, headers: httpx.Headers) -> None:
-    tier = headers.get("x-tierroute-tier")
-    if tier and tier.isdigit():
-        o.tier = int(tier)
+    tier = tier_of_header(headers.get("x-tierroute-tier"))
+    if tier is not None:
+        o.tier = tier[0]
     o.model = headers.get("x-tierroute-model") or o.model
     o.router_ms = _number(headers.get("x-tierroute-router-latency-ms"), float)
     o.path = headers.get("x-tierroute-path") or o.path

@@ -49,12 +49,10 @@ async def list_models(client: httpx.AsyncClient, url: str) -> list[dict]:
 
 
 def tier2_model_of(cards: list[dict]) -> str | None:
-    """The model id a tierroute endpoint lists as tier 2 (its card's ``metadata.tier``)."""
-    for c in cards:
-        meta = c.get("metadata") or {}
-        if isinstance(meta, dict) and meta.get("tier") == 2:
-            return c.get("id")
-    return None
+    """The model id a tierroute endpoint lists as its top tier (the highest ``metadata.tier``: tier 2 of a pair,
+    the strongest tier of a ladder) -- the all-tier2 arm's model."""
+    tiers = [(meta["tier"], c.get("id")) for c in cards if isinstance(meta := c.get("metadata") or {}, dict) and isinstance(meta.get("tier"), int)]
+    return max(tiers)[1] if tiers else None
 
 
 def arms_of(cfg: LoadTestConfig, cards: list[dict]) -> dict[str, str]:

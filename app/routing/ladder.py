@@ -83,11 +83,7 @@ class LadderRouter:
     """A route-mode ladder artifact served: prompts + embeddings -> per-boundary scores -> a tier."""
 
     def __init__(self, artifact: LadderArtifact):
-        if artifact.mode != "route":
-            raise ArtifactError(
-                f"ladder artifact field 'mode': {artifact.mode!r} reads each tier's answer and cannot route before generation; "
-                "fit one with `tierroute calibrate --ladder ... --ladder-mode route`"
-            )
+        artifact.require_mode("route")
         if artifact.embedder is None:
             raise ArtifactError("ladder artifact field 'embedder': a route-mode ladder must name its embedding model")
         for k, b in enumerate(artifact.boundaries):

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.files import write_atomic
-from app.routing.artifact import EmbedderInfo, read_model
+from app.routing.artifact import ArtifactError, EmbedderInfo, read_model
 from app.routing.logit import Logit, probability
 
 FORMAT = "tierroute.ladder"
@@ -107,6 +107,16 @@ class LadderArtifact(BaseModel):
     @property
     def thresholds(self) -> np.ndarray:
         return np.array([b.threshold for b in self.boundaries], dtype=float)
+
+    def require_mode(self, mode: str) -> None:
+        """An ArtifactError naming the field unless this ladder was fitted for ``mode`` (route: it reads the prompt
+        before generation; cascade: each tier's answer)."""
+        if self.mode != mode:
+            reads = {"route": "the prompt before generation", "cascade": "each tier's answer"}
+            raise ArtifactError(
+                f"ladder artifact field 'mode': {self.mode!r} reads {reads[self.mode]}; this needs one that reads {reads[mode]} "
+                f"(fit one with `tierroute calibrate --ladder ... --ladder-mode {mode}`)"
+            )
 
     def save(self, path: str | Path) -> Path:
         return write_atomic(path, [self.model_dump_json(indent=1), "\n"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -36,7 +36,7 @@ from app.routing.text import feature_matrix, prompt_text
 class Decision(BaseModel):
     """How one request was routed (returned by /v1/route and attached to responses)."""
 
-    tier: Literal[1, 2]
+    tier: int = Field(ge=1, description="1 = the cheapest tier")
     complexity_score: float = Field(ge=0, le=1)
     confidence: float = Field(ge=0, le=1, description="0 at the threshold, 1 at the far end of traffic")
     threshold: float

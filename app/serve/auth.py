@@ -128,10 +128,12 @@ class KeyRing:
 class KeyQuota:
     """One key's limits in one ingress replica."""
 
-    def __init__(self, limits: KeyLimits, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, limits: KeyLimits, clock: Callable[[], float] = time.monotonic, tier_index: dict[str, int] | None = None):
+        """``tier_index``: tier name -> index (1 = the cheapest), to read ``limits.max_tier_shares``."""
         self.limits, self.clock = limits, clock
         self._times: deque[float] = deque()
         self._tiers: deque[int] = deque(maxlen=limits.tier2_window)
+        self.caps = tier_caps(limits, tier_index or {"tier1": 1, "tier2": 2})
 
     def admit(self) -> None:
         """Count a request; 429 with Retry-After past ``requests_per_minute`` in the last 60 s."""
@@ -146,13 +148,35 @@ class KeyQuota:
             raise APIError(429, f"rate limit: {rpm} requests per minute for this key", "rate_limit_error", code="rate_limit_exceeded", retry_after=wait)
         self._times.append(now)
 
-    def tier2_share(self) -> float:
-        return sum(t == 2 for t in self._tiers) / len(self._tiers) if self._tiers else 0.0
+    def share_from(self, tier: int) -> float:
+        """The share of this key's recent routed requests served at ``tier`` or above."""
+        return sum(t >= tier for t in self._tiers) / len(self._tiers) if self._tiers else 0.0
 
-    def cap(self, tier: int) -> tuple[int, bool]:
-        """(tier to use, capped): a tier-2 decision past ``max_tier2_share`` becomes tier 1. Records the result."""
-        cap = self.limits.max_tier2_share
-        capped = cap is not None and tier == 2 and (cap == 0 or self.tier2_share() >= cap)
-        tier = 1 if capped else tier
-        self._tiers.append(tier)
+    def tier2_share(self) -> float:
+        return self.share_from(2)
+
+    def cap(self, tier: int, record: bool = True) -> tuple[int, bool]:
+        """(tier to use, capped): a decision at or above a capped tier whose share is past its cap goes to the tier
+        below the lowest such tier (two tiers: a tier-2 decision past ``max_tier2_share`` becomes tier 1). Records
+        the result unless ``record`` is False (a ladder's climb asks before each rung, and records where it ends)."""
+        over = [c for c, share in self.caps.items() if c <= tier and (share == 0 or self.share_from(c) >= share)]
+        capped = bool(over)
+        tier = min(over) - 1 if capped else tier
+        if record:
+            self._tiers.append(tier)
         return tier, capped
+
+
+def tier_caps(limits: KeyLimits, tier_index: dict[str, int]) -> dict[int, float]:
+    """A key's caps as tier index -> the most share of its requests at that tier or above: ``max_tier2_share``
+    (tier 2) and ``max_tier_shares`` (by tier name; the lower of two caps on one tier wins). A ValueError names
+    a tier that is not configured, or the cheapest (nothing is below it)."""
+    caps = {} if limits.max_tier2_share is None else {2: limits.max_tier2_share}
+    for name, share in (limits.max_tier_shares or {}).items():
+        if name not in tier_index:
+            raise ValueError(f"max_tier_shares.{name}: no tier is named {name!r} (tiers: {sorted(tier_index, key=tier_index.get)})")
+        k = tier_index[name]
+        if k == 1:
+            raise ValueError(f"max_tier_shares.{name}: the cheapest tier cannot be capped (no tier is below it)")
+        caps[k] = min(share, caps.get(k, 1.0))
+    return caps

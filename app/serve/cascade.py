@@ -9,7 +9,7 @@ streamed) or ``early`` (tier 1 streamed, its first ``early_tokens`` tokens held 
 released, or tier 1 cancelled and tier 2 streamed: nothing of tier 1 reaches the client).
 
 Bounds: tier 2 is given what is left of the request's deadline (a late tier 2 leaves tier 1's answer);
-tier 1 down -> tier 2 where ``fallback.tier1_to_tier2``; tier 2 down on escalation -> tier 1's answer,
+tier 1 down -> tier 2 where ``fallback.up``; tier 2 down on escalation -> tier 1's answer,
 reason ``fallback``; a key past its tier-2 cap keeps tier 1's answer (reason ``over-cap``); the share
 controller, when on, holds the escalation share by moving the verifier's threshold.
 
@@ -63,9 +63,10 @@ class Judge:
         artifact = load_verifier(c.verifier)
         if artifact.embedder is not None and embedder_id is not None and artifact.embedder.model_id != embedder_id:
             raise ValueError(f"routing.cascade.verifier: embeds with {artifact.embedder.model_id}, the router with {embedder_id}")
-        if (artifact.pair.tier1, artifact.pair.tier2) != (cfg.tier1.model_id, cfg.tier2.model_id):
+        tier1, tier2 = (r.spec.model_id for r in cfg.ladder)  # a cascade serves two tiers (AppConfig checks)
+        if (artifact.pair.tier1, artifact.pair.tier2) != (tier1, tier2):
             logger.warning("the verifier was fitted for %s -> %s; the tiers are %s -> %s (docs/cascade.md)",
-                           artifact.pair.tier1, artifact.pair.tier2, cfg.tier1.model_id, cfg.tier2.model_id)  # fmt: skip
+                           artifact.pair.tier1, artifact.pair.tier2, tier1, tier2)  # fmt: skip
         self.verifier = Verifier(artifact, c.threshold)
         self.controller = ShareController(cfg.controller, self.verifier.threshold) if cfg.controller.enabled else None
         self._embed = embed
@@ -119,15 +120,40 @@ class Judge:
         return self.verifier.with_check(v, p_no)
 
 
-def cascade_of(host, cfg: AppConfig) -> "Cascade | None":
-    """The cascade step of ``host`` (an Ingress, after its router service) in the cascade modes, else None."""
+def cascade_of(host, cfg: AppConfig):
+    """The cascade step of ``host`` (an Ingress, after its router service) in the cascade modes, else None: a
+    :class:`Cascade` over two tiers, or a climb up a ladder (:class:`app.serve.ladder_cascade.LadderCascade`)."""
     if cfg.routing.mode == "route":
         return None
+    if cfg.routing.ladder is not None:
+        from app.serve.ladder_cascade import LadderCascade
+        from app.verification.ladder import LadderJudge
+
+        return LadderCascade(host, cfg, LadderJudge.load(cfg.routing.ladder))
     svc = host.router_service
     router_embedder = svc.router.artifact.embedder
     check = svc.rate.check if svc.rate is not None else None  # the router LLM, when configured
     judge = Judge(cfg, svc.embed, router_embedder.model_id if router_embedder else None, check, svc.llm_timeout_s)
     return Cascade(host, cfg, judge)
+
+
+def wanted(c, request: Request) -> bool:
+    """False when the client opted out (``x-tierroute-cascade: off``) and the config (``routing.cascade``: ``c``) lets it."""
+    return not (c.allow_opt_out and request.headers.get(OPT_OUT_HEADER, "").strip().lower() == "off")
+
+
+def answer_response(host, parsed: ParsedRequest, served: Served, body: dict, ms: float, a) -> Response:
+    """A tier's unary answer ``body`` (asked for internally: log-probabilities on) as the client asked for it:
+    log-probabilities only where it asked, re-emitted as SSE where it streams, tagged with how it was served."""
+    req = parsed.engine_request
+    if not wants_logprobs(req, parsed.endpoint):
+        strip_logprobs(body)
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return host._stream_response(parsed, served, (reemit(body, parsed.endpoint, include_usage), Replay()), ms, a, False)
+    body["tierroute"] = routed_field(served)
+    host._record(a.rid, served, ms, body.get("usage"), parsed.text)
+    return JSONResponse(body, headers=decision_headers(served))
 
 
 class Cascade:
@@ -144,8 +170,7 @@ class Cascade:
         return None if c is None else {**c.state(), "holds": "escalation share"}
 
     def wanted(self, request: Request) -> bool:
-        """False when the client opted out (``x-tierroute-cascade: off``) and the config lets it."""
-        return not (self.c.allow_opt_out and request.headers.get(OPT_OUT_HEADER, "").strip().lower() == "off")
+        return wanted(self.c, request)
 
     # --- the decision ----------------------------------------------------------------------
     async def decide(self, parsed: ParsedRequest, served: Served, ans: Tier1Answer, ours: bool, a) -> bool:
@@ -188,7 +213,7 @@ class Cascade:
         return out, ms
 
     async def _tier1_failed(self, f: TierFailure, parsed: ParsedRequest, served: Served, request: Request, a) -> Response:
-        """Tier 1 down: tier 2 answers where ``fallback.tier1_to_tier2`` allows, else the ingress's error."""
+        """Tier 1 down: tier 2 answers where ``fallback.up`` allows, else the ingress's error."""
         if other_tier(1, self.cfg.fallback) is None:
             raise self.host._tier_down(f) from None
         logger.warning("request %s: tier 1 failed (%s); tier 2 serves it", a.rid, f.cause)
@@ -221,14 +246,7 @@ class Cascade:
             escalated = await self._escalate(parsed, served, request, a, ans.usage)
             if escalated is not None:
                 return self.host._respond(parsed, served, *escalated, a, shadowed=False)
-        if not wants_logprobs(req, parsed.endpoint):
-            strip_logprobs(body)
-        if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return self.host._stream_response(parsed, served, (reemit(body, parsed.endpoint, include_usage), Replay()), tier1_ms, a, False)
-        body["tierroute"] = routed_field(served)
-        self.host._record(a.rid, served, tier1_ms, body.get("usage"), parsed.text)
-        return JSONResponse(body, headers=decision_headers(served))
+        return answer_response(self.host, parsed, served, body, tier1_ms, a)
 
     # --- early streaming ----------------------------------------------------------------------
     async def _serve_early(self, parsed: ParsedRequest, served: Served, request: Request, a) -> Response:

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from app.routing.artifact import Artifact
 from app.routing.controller import ControllerConfig
 from app.routing.embed import EmbedderConfig, model_id
+from app.serve.key_config import ApiKeyConfig, AuthConfig, KeyLimits  # noqa: F401  (re-exported: the keys' blocks)
 from app.serve.routing_config import RoutingConfig, project_file
 from app.serve.tier_config import (  # noqa: F401  (re-exported: the tiers' blocks, from where they always were)
     CPU_ENGINE_ENV,
     PROJECT_ROOT,
     Autoscaling,
     EngineConfig,
+    EngineTierConfig,
+    Price,
     RemoteConfig,
     RemoteTierConfig,
     Resources,
@@ -32,7 +36,7 @@ from app.serve.tier_config import (  # noqa: F401  (re-exported: the tiers' bloc
     read_key,
     tier_config,
 )
-from app.validation import describe
+from app.validation import describe, first_error
 
 logger = logging.getLogger("tierroute.config")
 
@@ -100,7 +104,7 @@ class IngressConfig(Strict):
         300.0, gt=0, description="deadline of a request (header x-tierroute-timeout may lower it); past it: 504 and the engine request is aborted"
     )
     retry_after_s: int = Field(2, ge=1, description="Retry-After of 429 and 503 answers")
-    degraded_tier: Literal[1, 2] = Field(1, description="where requests go when the embedder fails")
+    degraded_tier: int = Field(1, ge=1, description="the tier (1 = the cheapest) requests go to when the embedder fails")
     log_decisions: bool = Field(True, description="one JSON line per decision in the ingress log (logger tierroute.decisions)")
     log_prompts: bool = Field(False, description="include the scored text in decision lines (off: no prompt text in logs)")
     grpc_calls: bool = Field(
@@ -121,55 +125,39 @@ class IngressConfig(Strict):
 
 
 class FallbackConfig(Strict):
-    """What happens when a tier errors, times out, is overloaded or has no healthy replica."""
+    """What happens when a tier errors, times out, is overloaded or has no healthy replica: the request walks
+    the ladder, down first (the cheaper tiers, nearest first), then up where ``up`` is on (:mod:`app.serve.fallback`).
 
-    tier2_to_tier1: bool = Field(True, description="a failed tier-2 request is served by tier 1")
-    tier1_to_tier2: bool = Field(False, description="a failed tier-1 request is served by tier 2 (costs more)")
+    ``tier2_to_tier1``/``tier1_to_tier2`` (before ladders) still load, as ``down``/``up``, with a deprecation warning.
+    """
+
+    down: bool = Field(True, description="a failed request is served by a cheaper tier (the nearest one that answers)")
+    up: bool = Field(False, description="then, by a stronger tier (the nearest one that answers; costs more)")
     tier_timeout_s: float = Field(
         60.0, gt=0, description="a tier that has not answered (a stream: sent its first chunk) by then counts as failed"
     )
 
-
-class Price(Strict):
-    """Price of one tier per million tokens (any currency; used for cost and savings metrics)."""
-
-    input_per_mtok: float = Field(0.0, ge=0)
-    output_per_mtok: float = Field(0.0, ge=0)
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in (("tier2_to_tier1", "down"), ("tier1_to_tier2", "up")):
+            if old in data:
+                if new in data:
+                    raise ValueError(f"{old} is the old name of {new}: set only {new}")
+                message = f"config: `fallback.{old}` is deprecated: it is `fallback.{new}` (a ladder of tiers falls back {new})"
+                warnings.warn(message, DeprecationWarning, stacklevel=2)
+                logger.warning(message)
+                data[new] = data.pop(old)
+        return data
 
 
 class MetricsConfig(Strict):
     enabled: bool = Field(True, description="Prometheus metrics through ray.serve.metrics")
-    tier1_price: Price = Price(input_per_mtok=0.10, output_per_mtok=0.10)
-    tier2_price: Price = Price(input_per_mtok=0.90, output_per_mtok=0.90)
-
-
-class KeyLimits(Strict):
-    """Limits of one API key (per ingress replica: N replicas allow up to N times these)."""
-
-    requests_per_minute: int | None = Field(None, ge=1)
-    max_tier2_share: float | None = Field(
-        None, ge=0, le=1, description="past this share of its recent routed requests on tier 2, a key's requests go to tier 1"
-    )
-    tier2_window: int = Field(100, ge=10, description="recent routed requests the tier-2 share is measured over")
-
-
-class ApiKeyConfig(KeyLimits):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
-    key: str = Field(min_length=16, repr=False)
-
-
-class AuthConfig(Strict):
-    """Optional API keys. Keys come from an environment variable and/or a file, never from this config."""
-
-    keys_env: str | None = Field(
-        None, description="environment variable holding a JSON list of {name, key, ...limits} or 'name:key,name:key'"
-    )
-    keys_file: str | None = Field(None, description="JSON file: a list of {name, key, requests_per_minute?, max_tier2_share?}")
-    default_limits: KeyLimits = Field(KeyLimits(), description="limits of keys that set none of their own")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.keys_env or self.keys_file)
+    tier1_price: Price = Field(Price(input_per_mtok=0.10, output_per_mtok=0.10), description="the cheapest tier's price, unless the tier sets its own")
+    tier2_price: Price = Field(Price(input_per_mtok=0.90, output_per_mtok=0.90), description="the other tiers' price, unless a tier sets its own")
 
 
 class ShadowConfig(Strict):
@@ -183,7 +171,7 @@ class ShadowConfig(Strict):
     max_in_flight: int = Field(4, ge=1, description="shadow jobs at once per ingress replica; more are skipped")
     timeout_s: float = Field(120.0, gt=0, description="a shadow job not done by then is dropped")
     outcomes_path: str = Field(
-        "shadow/outcomes.jsonl", min_length=1, description="outcome rows (calibrate format); each ingress replica writes <stem>-<replica>.jsonl"
+        "shadow/outcomes.jsonl", min_length=1, validate_default=True, description="outcome rows (calibrate format); each ingress replica writes <stem>-<replica>.jsonl"
     )
     max_bytes: int = Field(50 << 20, ge=1024, description="rotate an outcomes file at this size")
     backups: int = Field(5, ge=1, description="rotated files kept per replica")
@@ -205,8 +193,12 @@ class AppConfig(Strict):
     ingress: IngressConfig = IngressConfig()
     embedder: EmbedderServeConfig = EmbedderServeConfig()
     router_llm: RouterLLMConfig | None = None
-    tier1: TierConfig = Field(description="a vLLM engine's fields, or a remote tier: {model_id, remote: {...}} (docs/remote-tiers.md)")
-    tier2: TierConfig = Field(description="a vLLM engine's fields, or a remote tier: {model_id, remote: {...}} (docs/remote-tiers.md)")
+    tier1: TierConfig | None = Field(None, description="a vLLM engine's fields, or a remote tier: {model_id, remote: {...}} (docs/remote-tiers.md)")
+    tier2: TierConfig | None = Field(None, description="a vLLM engine's fields, or a remote tier: {model_id, remote: {...}} (docs/remote-tiers.md)")
+    tiers: list[TierConfig] | None = Field(
+        None, min_length=2, description="instead of tier1/tier2: a ladder of tiers, cheapest first, each a tier block with an optional "
+        "name and price (docs/ladder.md)"
+    )
     fallback: FallbackConfig = FallbackConfig()
     auth: AuthConfig = AuthConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -224,6 +216,35 @@ class AppConfig(Strict):
     @classmethod
     def _tier_kind(cls, v: Any) -> Any:
         return tier_config(v)  # its errors keep their place (tier2.remote.base_url)
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _tiers_kind(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        out = []
+        for k, t in enumerate(v):
+            try:
+                out.append(tier_config(t))
+            except ValidationError as e:  # its place in the list kept: tiers[1].remote.base_url
+                loc, msg = first_error(e)
+                raise ValueError(f"tiers[{k}].{loc}: {msg}") from None
+        return out
+
+    @property
+    def ladder(self) -> list["Rung"]:
+        """The tiers, cheapest first, each with its index (from 1), name and price: ``tiers``, or ``tier1`` and ``tier2``."""
+        specs = self.tiers if self.tiers is not None else [self.tier1, self.tier2]
+        m = self.metrics
+        return [
+            Rung(k, spec.name or f"tier{k}", spec, spec.price or (m.tier1_price if k == 1 else m.tier2_price))
+            for k, spec in enumerate(specs, start=1)
+        ]
+
+    @property
+    def top(self) -> int:
+        """The index of the strongest tier (2 for a pair)."""
+        return len(self.tiers) if self.tiers is not None else 2
 
     def with_artifact_embedder(self, artifact: Artifact) -> "AppConfig":
         """This config with the embedding model and prefix ``artifact`` was calibrated with.
@@ -248,12 +269,70 @@ class AppConfig(Strict):
         return self.model_copy(update={"embedder": e.model_copy(update={"model": want.model_id, "prefix": want.prefix})})
 
     @model_validator(mode="after")
-    def _distinct_names(self):
-        names = [self.ingress.router_name, self.tier1.model_id, self.tier2.model_id]
-        if len(set(names)) != len(names):
-            raise ValueError(f"ingress.router_name, tier1.model_id and tier2.model_id must differ, got {names}")
-        judge = self.shadow.judge_model
-        if judge is not None and judge not in names[1:]:
-            raise ValueError(f"shadow.judge_model {judge!r}: must be one of the tiers' model ids {names[1:]}")
+    def _one_shape(self):
+        pair = (self.tier1 is not None, self.tier2 is not None)
+        if self.tiers is not None and any(pair):
+            raise ValueError("tiers: set either tiers (a ladder) or tier1 and tier2, not both")
+        if self.tiers is None and not all(pair):
+            missing = [f for f, ok in zip(("tier1", "tier2"), pair) if not ok]
+            raise ValueError(f"{' and '.join(missing)}: required (or list the tiers, cheapest first, in tiers)")
         return self
+
+    @model_validator(mode="after")
+    def _distinct_names(self):
+        ids = [r.spec.model_id for r in self.ladder]
+        names = [self.ingress.router_name, *ids]
+        if len(set(names)) != len(names):
+            where = "tiers[].model_id" if self.tiers is not None else "tier1.model_id and tier2.model_id"
+            raise ValueError(f"ingress.router_name and {where} must differ, got {names}")
+        tier_names = [r.name for r in self.ladder]
+        if len(set(tier_names)) != len(tier_names):
+            raise ValueError(f"tiers[].name: the tiers' names must differ, got {tier_names}")
+        judge = self.shadow.judge_model
+        if judge is not None and judge not in ids:
+            raise ValueError(f"shadow.judge_model {judge!r}: must be one of the tiers' model ids {ids}")
+        return self
+
+    @model_validator(mode="after")
+    def _ladder_fits(self):
+        """What a ladder of three or more tiers needs, and what it does not serve yet."""
+        n = self.top
+        if self.router_llm is not None and self.router_llm.enabled and self.routing.ladder is not None:
+            raise ValueError("router_llm: a ladder (routing.ladder) does not consult the router LLM; remove the block or set enabled: false")
+        if self.ingress.degraded_tier > n:
+            raise ValueError(f"ingress.degraded_tier: {self.ingress.degraded_tier}, but there are {n} tiers")
+        if n == 2 and self.routing.ladder is not None and self.routing.mode != "route":
+            raise ValueError("routing.ladder: a pair's cascade reads the verifier (routing.cascade.verifier); a ladder artifact serves a pair in mode route")
+        if n > 2:
+            if self.routing.mode == "cascade_routing":
+                raise ValueError(f"routing.mode: 'cascade_routing' serves two tiers; a ladder of {n} tiers is routed (route) or climbed (cascade)")
+            if self.routing.ladder is None:
+                raise ValueError(
+                    f"routing.ladder: a ladder of {n} tiers needs a ladder artifact (`tierroute calibrate --ladder ... "
+                    f"--ladder-mode {self.routing.mode}`)"
+                )
+            if self.routing.mode == "cascade" and self.routing.cascade.stream == "early":
+                raise ValueError("routing.cascade.stream: a ladder's climb buffers each answer (stream: buffer)")
+            if self.routing.mode == "cascade" and self.controller.enabled:
+                raise ValueError("controller.enabled: the share controller holds a routed ladder's shares (mode: route), not a climb's")
+            if self.shadow.enabled:
+                raise ValueError(f"shadow.enabled: shadow evaluation compares two tiers; this config has {n}")
+        shares = self.controller.target_shares
+        if shares is not None and self.routing.ladder is None:
+            raise ValueError("controller.target_shares: holds a ladder's share per tier (routing.ladder); without one, set target_tier2_share")
+        if shares is not None and len(shares) != n:
+            raise ValueError(f"controller.target_shares: {len(shares)} shares for {n} tiers")
+        if self.controller.enabled and self.routing.ladder is not None and shares is None:
+            raise ValueError("controller.target_shares: a ladder's controller holds a share per tier (cheapest first, summing to 1)")
+        return self
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One tier of :attr:`AppConfig.ladder`: its index (1 = the cheapest), name, block and price."""
+
+    index: int
+    name: str
+    spec: TierConfig
+    price: Price
 

@@ -20,6 +20,7 @@ def decision_line(rid: str, served, tier_latency_ms: float | None, usage: dict |
         "request_id": rid,
         "key": served.key,
         "tier": served.tier,
+        "tier_name": served.name,
         "model": served.model,
         "reason": served.reason,
         "fallback": served.fallback.field() if served.fallback else None,

@@ -3,8 +3,10 @@
 A tier *fails* a request when its engine answers a server error, when it has not answered (a stream:
 sent its first chunk) within ``fallback.tier_timeout_s``, when its queue is full, or when it has no
 healthy replica (:class:`TierFailure`, raised by :mod:`app.serve.tiers`). A client error (4xx from
-the engine) is the request's fault and is answered as is. Each direction is configured on its own:
-tier 2 -> tier 1 on by default (cheaper, keeps answering), tier 1 -> tier 2 off (it costs).
+the engine) is the request's fault and is answered as is. The request then walks the ladder
+(:func:`fallback_order`): down first, to the cheaper tiers, nearest first (``fallback.down``, on by default:
+cheaper, keeps answering), then up, to the stronger ones, nearest first (``fallback.up``, off: it costs).
+Two tiers are the ladder's shortest case: tier 2 -> tier 1 (down), tier 1 -> tier 2 (up).
 """
 
 from __future__ import annotations
@@ -50,11 +52,19 @@ class Fallback:
 
 
 def other(tier: int) -> int:
-    """The tier a request was not sent to (the one fallback and shadow evaluation turn to)."""
+    """Of a pair of tiers, the one a request was not sent to (the one shadow evaluation turns to)."""
     return 2 if tier == 1 else 1
 
 
-def other_tier(tier: int, cfg: FallbackConfig) -> int | None:
-    """The tier that takes over from ``tier``, or None where that direction is off."""
-    on = cfg.tier2_to_tier1 if tier == 2 else cfg.tier1_to_tier2
-    return other(tier) if on else None
+def fallback_order(tier: int, n_tiers: int, cfg: FallbackConfig) -> list[int]:
+    """The tiers that take over from ``tier`` (1..``n_tiers``), in the order they are tried: the cheaper ones
+    nearest first where ``cfg.down``, then the stronger ones nearest first where ``cfg.up``."""
+    down = list(range(tier - 1, 0, -1)) if cfg.down else []
+    up = list(range(tier + 1, n_tiers + 1)) if cfg.up else []
+    return down + up
+
+
+def other_tier(tier: int, cfg: FallbackConfig, n_tiers: int = 2) -> int | None:
+    """The first tier that takes over from ``tier``, or None where no direction is on."""
+    order = fallback_order(tier, n_tiers, cfg)
+    return order[0] if order else None

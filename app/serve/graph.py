@@ -2,7 +2,8 @@
 
     Ingress (FastAPI) --> Embedder (sentence-transformers, @serve.batch; or inside the ingress)
                       --> Router LLM (vLLM, only inside the uncertainty band)
-                      --> Tier 1 / Tier 2 (vLLM; or RemoteTier: a remote OpenAI-compatible endpoint)
+                      --> Tier 1 / Tier 2 / ... (vLLM; or RemoteTier: a remote OpenAI-compatible endpoint),
+                          one deployment per tier of the config's ladder (``tier1``/``tier2``, or ``tiers:``)
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from ray.serve.config import AutoscalingConfig
 
 from app.routing.artifact import Artifact, load_artifact
 from app.validation import describe
-from app.serve.auth import load_keys
-from app.serve.config import AppConfig, EmbedderServeConfig, TierConfig, is_remote
+from app.serve.auth import load_keys, tier_caps
+from app.serve.config import AppConfig, EmbedderServeConfig, Rung, is_remote
 from app.serve.ingress import Ingress
 from app.serve.llm import llm_deployment
 from app.serve.remote import RemoteTier
@@ -66,16 +67,54 @@ def app_config(args: dict | AppConfig) -> tuple[AppConfig, Artifact]:
             raise ValueError(f"tierroute config: {name}.replica.autoscaling: {describe(e)}") from None
     artifact = load_artifact(cfg.artifact)
     try:
-        return cfg.with_artifact_embedder(artifact), artifact
+        cfg = cfg.with_artifact_embedder(artifact)
+        check_ladder(cfg)
     except ValueError as e:
         raise ValueError(f"tierroute config: {e}") from None
+    return cfg, artifact
+
+
+def check_ladder(cfg: AppConfig) -> None:
+    """``routing.ladder``, when set, fits the config: a route-mode ladder artifact with one tier per configured tier,
+    calibrated with the embedder the graph serves; a ValueError naming the field otherwise. A ladder calibrated on
+    other models than the configured ones is logged (its thresholds describe those)."""
+    if cfg.routing.ladder is None:
+        return
+    from app.routing.embed import model_id
+    from app.routing.ladder import load_ladder_artifact
+
+    try:
+        ladder = load_ladder_artifact(cfg.routing.ladder)
+    except Exception as e:
+        raise ValueError(f"routing.ladder: {e}") from None
+    n = len(cfg.ladder)
+    if ladder.mode != cfg.routing.mode:
+        reads = "each tier's answer" if ladder.mode == "cascade" else "the prompt"
+        raise ValueError(
+            f"routing.ladder: a {ladder.mode!r} ladder artifact reads {reads}; routing.mode {cfg.routing.mode!r} needs one "
+            f"fitted with --ladder-mode {cfg.routing.mode}"
+        )
+    if len(ladder.tiers) != n:
+        raise ValueError(f"routing.ladder: the artifact has {len(ladder.tiers)} tiers, the config {n}")
+    e = ladder.embedder if ladder.mode == "route" else None
+    if e is not None and (e.model_id != model_id(cfg.embedder.model) or e.prefix != cfg.embedder.prefix):
+        raise ValueError(
+            f"routing.ladder: calibrated with embedder {e.model_id!r} (prefix {e.prefix!r}); the graph embeds with "
+            f"{cfg.embedder.model!r} (prefix {cfg.embedder.prefix!r}), the routing artifact's"
+        )
+    sources = [r.spec.remote.model if is_remote(r.spec) else r.spec.model_source for r in cfg.ladder]
+    calibrated = [t.model for t in ladder.tiers]
+    if [s.rsplit("/", 1)[-1].lower() for s in sources] != [m.lower() for m in calibrated]:
+        logger.warning("the ladder artifact was calibrated on %s: its thresholds and figures describe those models", " -> ".join(calibrated))
 
 
 def warn_if_other_pair(cfg: AppConfig, artifact: Artifact) -> bool:
     """Log a warning when the tiers' ``model_source``s are not the model pair the artifact was calibrated on
     (its threshold and figures then describe other models); True when it warned. The log names the
     artifact's pair only, never the configured sources (they may be local paths)."""
-    sources = [t.remote.model if is_remote(t) else t.model_source for t in (cfg.tier1, cfg.tier2)]
+    if len(cfg.ladder) != 2:  # a ladder's artifact is checked by check_ladder
+        return False
+    sources = [r.spec.remote.model if is_remote(r.spec) else r.spec.model_source for r in cfg.ladder]
     if artifact.serves_pair(*sources) is not False:
         return False
     tier1, tier2 = artifact.pair or ("?", "?")
@@ -91,9 +130,15 @@ def replicas(cfg: AppConfig):
     """(block name, replica resources) of every deployment ``cfg`` configures."""
     yield "ingress", cfg.ingress.replica
     yield "embedder", cfg.embedder.replica
-    for name in ("router_llm", "tier1", "tier2"):
-        if getattr(cfg, name) is not None:
-            yield name, getattr(cfg, name).replica
+    if cfg.router_llm is not None:
+        yield "router_llm", cfg.router_llm.replica
+    for r in cfg.ladder:
+        yield field_of(cfg, r), r.spec.replica
+
+
+def field_of(cfg: AppConfig, r: Rung) -> str:
+    """Where tier ``r`` is configured, for messages: ``tier1``/``tier2``, or ``tiers[k]`` (from 0)."""
+    return f"tiers[{r.index - 1}]" if cfg.tiers is not None else f"tier{r.index}"
 
 
 def embedder_deployment(cfg: AppConfig):
@@ -104,28 +149,35 @@ def embedder_deployment(cfg: AppConfig):
     return EmbedderDeployment.options(name="Embedder", **opts).bind(cfg.embedder.model_dump(mode="json"), cfg.artifact)
 
 
-def ingress_app(cfg: AppConfig, tier1, tier2, router_llm=None):
-    """The ingress (and the Embedder deployment unless co-located) over the given tier deployments.
+def ingress_app(cfg: AppConfig, tiers: list, router_llm=None):
+    """The ingress (and the Embedder deployment unless co-located) over the given tier deployments (cheapest first).
 
     ``cfg`` comes from :func:`app_config`, so the embedder is the artifact's. API keys are read here
     (a missing or invalid key source fails the build) and reach the replicas as digests only.
     """
+    names = {r.name: r.index for r in cfg.ladder}
     try:
-        keys = [k.dump() for k in load_keys(cfg.auth)]
+        loaded = load_keys(cfg.auth)
+        for k in loaded:
+            try:
+                tier_caps(k.limits, names)
+            except ValueError as e:
+                raise ValueError(f"auth: key {k.name}: {e}") from None
+        keys = [k.dump() for k in loaded]
     except ValueError as e:
         raise ValueError(f"tierroute config: {e}") from None
     return Ingress.options(name="Ingress", **cfg.ingress.replica.deployment_options()).bind(
-        cfg.model_dump(mode="json"), embedder_deployment(cfg), tier1, tier2, router_llm, keys
+        cfg.model_dump(mode="json"), embedder_deployment(cfg), tiers, router_llm, keys
     )
 
 
-def tier_deployment(spec: TierConfig, field: str):
-    """The bound deployment of the tier in block ``field`` (tier1, tier2), named ``Tier1:<model_id>``...: a vLLM
-    engine, or a :class:`RemoteTier` (CPU only).
+def tier_deployment(r: Rung, field: str):
+    """The bound deployment of tier ``r`` (configured in block ``field``: tier1, tiers[2], ...), named
+    ``Tier<k>:<model_id>``: a vLLM engine, or a :class:`RemoteTier` (CPU only).
 
     A remote tier's key source is checked here (a ValueError naming the field); its arguments name the
     variable or file only: the replica reads the key itself when it starts."""
-    prefix = f"{field.capitalize()}:"
+    spec, prefix = r.spec, f"Tier{r.index}:"
     if not is_remote(spec):
         return llm_deployment(spec, prefix)
     try:
@@ -141,4 +193,4 @@ def build_app(args: dict | AppConfig):
     cfg, artifact = app_config(args)
     warn_if_other_pair(cfg, artifact)
     router_llm = llm_deployment(cfg.router_llm, "RouterLLM:") if cfg.router_llm and cfg.router_llm.enabled else None
-    return ingress_app(cfg, tier_deployment(cfg.tier1, "tier1"), tier_deployment(cfg.tier2, "tier2"), router_llm)
+    return ingress_app(cfg, [tier_deployment(r, field_of(cfg, r)) for r in cfg.ladder], router_llm)

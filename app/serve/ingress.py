@@ -36,7 +36,7 @@ from app.serve.cascade import cascade_of
 from app.serve.config import AppConfig, IngressConfig, is_remote
 from app.serve.decision_log import log_decision
 from app.serve.errors import APIError, request_id
-from app.serve.fallback import Fallback, TierFailure, other_tier
+from app.serve.fallback import Fallback, TierFailure, fallback_order
 from app.serve.prometheus import Metrics
 from app.serve.ray_llm import ModelCard, ModelList
 from app.serve.requests import ParsedRequest, parse_chat, parse_completions, parse_route, read_json, timeout_of
@@ -109,20 +109,21 @@ def shadow_of(cfg: AppConfig, tiers: Tiers, metrics: Metrics) -> Shadow | None:
 @serve.deployment
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, config: dict, embedder, tier1, tier2, router_llm=None, keys: list[dict] | None = None):
+    def __init__(self, config: dict, embedder, tiers: list, router_llm=None, keys: list[dict] | None = None):
+        """``tiers``: the tier deployments' handles, cheapest first (one per tier of ``config``'s ladder)."""
         self.cfg = AppConfig.model_validate(config)
         _log_to_serve()
         if self.cfg.ingress.grpc_calls:  # by value over gRPC: no object refs are passed here
-            embedder, tier1, tier2, router_llm = (
-                h.options(_by_reference=False) if h is not None else None for h in (embedder, tier1, tier2, router_llm)
-            )
+            embedder, router_llm = (h.options(_by_reference=False) if h is not None else None for h in (embedder, router_llm))
+            tiers = [h.options(_by_reference=False) for h in tiers]
         self.router_service = router_service(self.cfg, embedder, router_llm)
-        remote = frozenset(t for t, spec in ((1, self.cfg.tier1), (2, self.cfg.tier2)) if is_remote(spec))
-        self.tiers = Tiers({1: (self.cfg.tier1.model_id, tier1), 2: (self.cfg.tier2.model_id, tier2)}, remote)
+        ladder = self.cfg.ladder
+        remote = frozenset(r.index for r in ladder if is_remote(r.spec))
+        self.tiers = Tiers({r.index: (r.spec.model_id, h) for r, h in zip(ladder, tiers)}, remote, {r.index: r.name for r in ladder})
         loaded = [Key.load(k) for k in keys or []]
         self.keys = KeyRing(loaded) if loaded else None
-        self.quotas = {k.name: KeyQuota(k.limits) for k in loaded}
-        self.metrics = Metrics(self.cfg.metrics)
+        self.quotas = {k.name: KeyQuota(k.limits, tier_index=self.tiers.by_name) for k in loaded}
+        self.metrics = Metrics(self.cfg.metrics, {r.index: r.price for r in ladder})
         self.shadow = shadow_of(self.cfg, self.tiers, self.metrics)
         self.cascade = cascade_of(self, self.cfg)  # None in route mode
         self.direct_threshold = self.cascade.direct_threshold if self.cascade else None
@@ -196,7 +197,7 @@ class Ingress:
         """Which tier serves ``parsed``: its target, else the router's decision; a key's tier-2 cap may move it.
         A cascaded request tier 1 answers first has path ``cascade`` (its cap is counted by the cascade)."""
         d = await self._decide(parsed, cascading)
-        served = Served.as_decided(d, self.tiers.model[d.tier], key.name if key else None)
+        served = Served.as_decided(d, self.tiers.model[d.tier], key.name if key else None, self.tiers.name)
         if cascading and served.reason == "routed":
             served.path = "direct" if d.tier == 2 else "cascade"
         if key is not None and served.reason == "routed" and served.path != "cascade":
@@ -226,19 +227,20 @@ class Ingress:
         return errors.unavailable("no model tier can serve this request now; retry shortly", wait)
 
     async def _call_or_fall_back(self, served: Served, parsed: ParsedRequest, request: Request, rid: str):
-        """The decided tier's answer, or the other tier's where it failed and that direction is on."""
+        """The decided tier's answer; where it failed, the first tier of its fallback order that answers
+        (:func:`app.serve.fallback.fallback_order`: down the ladder, then up where configured)."""
         try:
             return await self._call(served, parsed, request)
         except TierFailure as f:
-            alt = other_tier(served.tier, self.cfg.fallback)
-            if alt is None:
-                raise self._tier_down(f) from None
-            logger.warning("request %s: tier %s failed (%s); tier %s serves it", rid, served.tier, f.cause, alt)
-            served.moved(alt, self.tiers.model[alt], "fallback", Fallback(served.tier, alt, f.cause))
-        try:
-            return await self._call(served, parsed, request)
-        except TierFailure as f2:
-            raise self._tier_down(f2) from None
+            first, failed = f, f
+        for alt in fallback_order(first.tier, len(self.tiers.model), self.cfg.fallback):
+            logger.warning("request %s: tier %s failed (%s); tier %s serves it", rid, failed.tier, failed.cause, alt)
+            served.moved(alt, self.tiers.model[alt], "fallback", Fallback(first.tier, alt, first.cause))
+            try:
+                return await self._call(served, parsed, request)
+            except TierFailure as f:
+                failed = f
+        raise self._tier_down(failed) from None
 
     async def _forward(self, parsed: ParsedRequest, served: Served, request: Request, a: Admitted) -> Response:
         """``parsed`` sent to the tier ``served`` names (or the fallback tier); the answer tagged with how it was served."""
@@ -285,8 +287,8 @@ class Ingress:
         """``/v1/route``: the decision alone."""
         direct = self.direct_threshold if self.cfg.routing.mode == "cascade_routing" else None  # tier 2 = direct
         d = await self.router_service.route(parsed.text, alone=self.active <= 1, threshold=direct)
-        served = Served.as_decided(d, self.tiers.model[d.tier], a.key.name if a.key else None)
-        body = {"model": served.model, "reason": served.reason, **d.model_dump()}
+        served = Served.as_decided(d, self.tiers.model[d.tier], a.key.name if a.key else None, self.tiers.name)
+        body = {"model": served.model, "tier_name": served.name, "reason": served.reason, **d.model_dump()}
         state = self.router_service.controller_state() or (self.cascade.controller_state() if self.cascade else None)
         if state is not None:
             body["controller"] = state
@@ -311,7 +313,7 @@ class Ingress:
             self.keys.authenticate(request.headers.get("authorization"))
         now = int(time.time())
         cards = [(self.cfg.ingress.router_name, {"routes_to": list(self.tiers.model.values())})]
-        cards += [(mid, {"tier": t}) for t, mid in self.tiers.model.items()]
+        cards += [(mid, {"tier": t, "name": self.tiers.name[t]}) for t, mid in self.tiers.model.items()]
         data = [TierrouteModelCard(id=i, object="model", created=now, owned_by="tierroute", permission=[], metadata=m) for i, m in cards]
         return TierrouteModelList(data=data).model_dump()
 

@@ -8,7 +8,7 @@ the one list of what is exported: ``dashboards/tierroute.json`` queries only the
 
 from __future__ import annotations
 
-from app.serve.config import MetricsConfig
+from app.serve.config import MetricsConfig, Price
 
 SCORE_BOUNDARIES = [round(0.05 * i, 2) for i in range(1, 20)]
 LATENCY_MS_BOUNDARIES = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000]
@@ -23,7 +23,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...], list | None]] = {
     "tierroute_tier_latency_ms": ("histogram", "Time a tier took to answer (a stream: its first chunk) (ms)", ("tier",), LATENCY_MS_BOUNDARIES),
     "tierroute_router_llm": ("counter", "Router-LLM consultations and fallbacks to the embedding score", ("outcome",), None),
     "tierroute_tokens": ("counter", "Tokens per tier, prompt (in) and completion (out)", ("tier", "direction"), None),
-    "tierroute_cost": ("counter", "Estimated cost of served requests, and of the same tokens all on tier 2", ("basis",), None),
+    "tierroute_cost": ("counter", "Estimated cost of served requests (served), and of the same tokens all on the top tier (all_top)", ("basis",), None),
+    "tierroute_tier_cost": ("counter", "Estimated cost of served requests, by the tier that spent the tokens", ("tier",), None),
     "tierroute_cascade_paths": ("counter", "Cascade-mode requests by path (tier1, escalated, direct; not counted: routed)", ("path",), None),
     "tierroute_escalations": (
         "counter", "Escalations wanted after tier 1's answer, by verifier kind, cause (verifier, length, degraded, tier1-failed) "
@@ -54,8 +55,11 @@ CASCADE_METRICS = {n: METRICS[n][0] for n in ("tierroute_cascade_paths", "tierro
 class Metrics:
     """The ingress's metrics; every method is a no-op when metrics are disabled."""
 
-    def __init__(self, spec: MetricsConfig):
+    def __init__(self, spec: MetricsConfig, prices: dict[int, Price] | None = None):
+        """``prices``: per tier (1 = the cheapest), from the config's ladder; default ``spec``'s tier1/tier2 prices."""
         self.spec = spec
+        self.prices = prices or {1: spec.tier1_price, 2: spec.tier2_price}
+        self.top = max(self.prices)
         self._m = {}
         if not spec.enabled:
             return
@@ -109,23 +113,24 @@ class Metrics:
         if served.escalation is not None:
             outcome = "made" if served.path == "escalated" else served.reason
             self._inc("tierroute_escalations", kind=kind, cause=served.escalation, outcome=outcome)
-        if served.tier1_usage:
-            tin, tout = self.tokens(1, served.tier1_usage, baseline=False)
+        for tier, usage in served.spent_by_tier.items():  # tier 1's (a ladder: every tier passed on the way)
+            tin, tout = self.tokens(tier, usage, baseline=False)
             self._inc("tierroute_escalation_tokens", tin, direction="in")
             self._inc("tierroute_escalation_tokens", tout, direction="out")
 
     def tokens(self, tier: int, usage: dict | None, baseline: bool = True) -> tuple[int, int]:
-        """Count ``usage`` on ``tier`` and its cost; ``baseline``: also its cost as if tier 2 had served it."""
+        """Count ``usage`` on ``tier`` and its cost; ``baseline``: also its cost as if the top tier had served it."""
         if not usage:
             return 0, 0
         tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         self._inc("tierroute_tokens", tin, tier=tier, direction="in")
         self._inc("tierroute_tokens", tout, tier=tier, direction="out")
-        price = self.spec.tier1_price if tier == 1 else self.spec.tier2_price
-        big = self.spec.tier2_price
-        self._inc("tierroute_cost", (tin * price.input_per_mtok + tout * price.output_per_mtok) / 1e6, basis="served")
+        price, big = self.prices[tier], self.prices[self.top]
+        cost = (tin * price.input_per_mtok + tout * price.output_per_mtok) / 1e6
+        self._inc("tierroute_cost", cost, basis="served")
+        self._inc("tierroute_tier_cost", cost, tier=tier)
         if baseline:
-            self._inc("tierroute_cost", (tin * big.input_per_mtok + tout * big.output_per_mtok) / 1e6, basis="all_tier2")
+            self._inc("tierroute_cost", (tin * big.input_per_mtok + tout * big.output_per_mtok) / 1e6, basis="all_top")
         return tin, tout
 
     def shadow(self, event: str, **tags) -> None:

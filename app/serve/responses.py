@@ -21,6 +21,7 @@ from app.routing.router import Decision
 from app.serve.calls import within
 from app.serve.errors import APIError, internal_error, timed_out
 from app.serve.fallback import Fallback
+from app.serve.headers import tier_header
 
 logger = logging.getLogger("tierroute.ingress")
 
@@ -56,6 +57,20 @@ class Served:
     verdict: Any = None  # app.verification.Verdict of tier 1's answer (cascade paths)
     escalation: str | None = None  # why tier 2 was wanted after tier 1: verifier, length, tier1-failed
     tier1_usage: dict | None = None  # tier 1's usage on an escalated request (its tokens are spent)
+    names: dict[int, str] | None = None  # the tiers' names (default tier<k>)
+    spent: dict[int, dict] | None = None  # a ladder's climb: the usage of each tier whose answer was not served
+
+    @property
+    def spent_by_tier(self) -> dict[int, dict]:
+        """The usage of the tiers that answered but were not served (their tokens are spent): a climb's rungs, or tier 1's."""
+        if self.spent is not None:
+            return self.spent
+        return {1: self.tier1_usage} if self.tier1_usage else {}
+
+    @property
+    def name(self) -> str:
+        """The serving tier's name."""
+        return (self.names or {}).get(self.tier, f"tier{self.tier}")
 
     @property
     def scored(self) -> bool:
@@ -63,9 +78,9 @@ class Served:
         return self.decision.scorer not in UNSCORED + (CASCADE_SCORER,)
 
     @classmethod
-    def as_decided(cls, d: Decision, model: str, key: str | None = None) -> "Served":
+    def as_decided(cls, d: Decision, model: str, key: str | None = None, names: dict[int, str] | None = None) -> "Served":
         """Served by the tier ``d`` names: reason ``bypass`` or ``degraded`` where its scorer says so, else ``routed``."""
-        served = cls(d, d.tier, model, "routed", key=key)
+        served = cls(d, d.tier, model, "routed", key=key, names=names)
         if d.scorer in UNSCORED:
             served.reason = d.scorer
         return served
@@ -79,7 +94,7 @@ class Served:
 
 def decision_headers(s: Served) -> dict[str, str]:
     h = {
-        "x-tierroute-tier": str(s.tier),
+        "x-tierroute-tier": tier_header(s.tier, s.name),
         "x-tierroute-model": s.model,
         "x-tierroute-reason": s.reason,
         "x-tierroute-score": f"{s.decision.complexity_score:.4f}",
@@ -110,7 +125,10 @@ def cascade_field(s: Served) -> dict[str, Any]:
         verifier["check"] = {"outcome": v.check}
         if v.check == "consulted":
             verifier["check"] |= {"p_no": round(v.check_p_no, 6), "score_alone": round(v.score_alone, 6)}
-    return {"path": s.path, "verifier": verifier, "escalation": s.escalation, "tier1_tokens": tier1_tokens(s)}
+    out = {"path": s.path, "verifier": verifier, "escalation": s.escalation, "tier1_tokens": tier1_tokens(s)}
+    if s.spent is not None:  # a ladder's climb: completion tokens of each tier passed on the way
+        out["spent_tokens"] = {(s.names or {}).get(t, f"tier{t}"): int(u.get("completion_tokens") or 0) for t, u in s.spent.items()}
+    return out
 
 
 def routed_field(s: Served) -> dict[str, Any]:
@@ -118,6 +136,7 @@ def routed_field(s: Served) -> dict[str, Any]:
     d = s.decision
     return {
         "tier": s.tier,
+        "tier_name": s.name,
         "model": s.model,
         "reason": s.reason,
         "fallback": s.fallback.field() if s.fallback else None,

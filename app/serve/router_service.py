@@ -1,5 +1,8 @@
 """The router service of the ingress: text -> embed -> score -> (router LLM inside the band) -> Decision.
 
+With a ladder artifact (``routing.ladder``: three or more tiers, :mod:`app.routing.ladder`) the same text is
+embedded and each boundary's P(tier k is not enough) decides: the lowest tier judged sufficient serves it.
+
 One object (:class:`RouterService`) owns the steps a request goes through; the ingress only asks it
 to route a text (:meth:`RouterService.route`; the decision itself is made by
 :meth:`app.routing.router.Router.decide`). The embedder is either in this process (``embedder.colocate``)
@@ -22,7 +25,8 @@ from ray.serve.llm.openai_api_models import ChatCompletionRequest
 from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # the engine's; Ray Serve LLM's subclasses it
 
 from app.routing.artifact import load_artifact
-from app.routing.controller import ShareController
+from app.routing.controller import LadderShareController, ShareController
+from app.routing.ladder import LadderRouter, load_ladder_artifact
 from app.routing.router import Decision, EmbeddingScores, Router
 from app.routing.scorers import rating_of_choice, rating_request
 from app.serve.calls import within
@@ -82,8 +86,11 @@ class RouterService:
         batch_wait_timeout_s: float = 0.0,
         controller: ShareController | None = None,
         degraded_tier: int = 1,
+        ladder: LadderRouter | None = None,
+        ladder_controller: LadderShareController | None = None,
     ):
         self.router = router
+        self.ladder, self.ladder_controller = ladder, ladder_controller
         self.degraded_tier = degraded_tier
         self.controller = controller
         self._embed = embed
@@ -104,7 +111,8 @@ class RouterService:
         return self.controller.threshold if self.controller else self.router.threshold
 
     def controller_state(self) -> dict | None:
-        return self.controller.state() if self.controller else None
+        c = self.ladder_controller or self.controller
+        return c.state() if c else None
 
     async def _scores(self, texts: list[str]) -> EmbeddingScores:
         return self.router.score_embeddings(await self._embed(texts), texts)
@@ -130,16 +138,14 @@ class RouterService:
         An embedder that fails sends the request to ``degraded_tier`` (scorer ``degraded``).
         """
         t0 = time.perf_counter()
+        if self.ladder is not None:
+            return await self._route_ladder(text, t0)
         if threshold is None:
             threshold = self.threshold
         try:
             s = await self.scores(text, alone)
         except Exception:
-            logger.exception("embedder failed; the request goes to tier %s", self.degraded_tier)
-            return Decision(
-                tier=self.degraded_tier, complexity_score=0.0, confidence=0.0, threshold=threshold,
-                scorer="degraded", signals={}, router_latency_ms=(time.perf_counter() - t0) * 1000,
-            )  # fmt: skip
+            return self._degraded(threshold, t0)
         llm, fallback = None, None
         if self.router.wants_llm(float(s.quantile[0]), threshold):
             if self.rate is None:
@@ -158,6 +164,35 @@ class RouterService:
             if self.controller.decisions % self.LOG_CONTROLLER_EVERY == 0:
                 logger.info("share controller: %s", self.controller.state())
         return d
+
+    def _degraded(self, threshold: float, t0: float) -> Decision:
+        logger.exception("embedder failed; the request goes to tier %s", self.degraded_tier)
+        return Decision(
+            tier=self.degraded_tier, complexity_score=0.0, confidence=0.0, threshold=threshold,
+            scorer="degraded", signals={}, router_latency_ms=(time.perf_counter() - t0) * 1000,
+        )  # fmt: skip
+
+    async def _route_ladder(self, text: str, t0: float) -> Decision:
+        """The ladder's decision: per boundary k, P(tier k is not enough) against its threshold (the share
+        controller's when it runs); the lowest tier judged sufficient. Signals ``ladder_p<k>``/``ladder_t<k>``."""
+        lad, c = self.ladder, self.ladder_controller
+        thresholds = c.thresholds if c is not None else lad.thresholds
+        try:
+            emb = await self._embed(lad.texts(text))
+        except Exception:
+            return self._degraded(float(thresholds[0]), t0)
+        row = lad.scores([text], emb)[0]
+        tier = lad.decide(row, thresholds)
+        if c is not None:
+            c.observe(row)
+            if c.decisions % self.LOG_CONTROLLER_EVERY == 0:
+                logger.info("ladder share controller: %s", c.state())
+        signals = {f"ladder_p{k + 1}": float(p) for k, p in enumerate(row)} | {f"ladder_t{k + 1}": float(t) for k, t in enumerate(thresholds)}
+        margin = abs(float(row[min(tier, len(row)) - 1]) - float(thresholds[min(tier, len(row)) - 1]))  # at the boundary that decided
+        return Decision(
+            tier=tier, complexity_score=float(np.clip(row[0], 0.0, 1.0)), confidence=float(min(1.0, margin)),
+            threshold=float(thresholds[0]), scorer="ladder", signals=signals, router_latency_ms=(time.perf_counter() - t0) * 1000,
+        )  # fmt: skip
 
 
 def router_service(cfg: AppConfig, embedder=None, router_llm=None) -> RouterService:
@@ -186,8 +221,17 @@ def router_service(cfg: AppConfig, embedder=None, router_llm=None) -> RouterServ
     llm_cfg = cfg.router_llm
     rate = RouterLLMRater(router_llm.chat_once, llm_cfg.model_id) if router_llm is not None and llm_cfg and llm_cfg.enabled else None
     e = cfg.embedder
-    # in the cascade modes the share controller holds the escalation share instead (app.serve.cascade)
-    controller = ShareController(cfg.controller, router.threshold) if cfg.controller.enabled and cfg.routing.mode == "route" else None
+    ladder = ladder_controller = controller = None
+    if cfg.routing.ladder is not None and cfg.routing.mode == "route":  # a climb's ladder is app.serve.ladder_cascade's
+        ladder = LadderRouter(load_ladder_artifact(cfg.routing.ladder))
+        if embedder is None:
+            ladder.check_embedder(model.model_id, model.dim)
+        if cfg.controller.enabled:
+            ladder_controller = LadderShareController(cfg.controller, ladder.thresholds)
+    elif cfg.controller.enabled and cfg.routing.mode == "route":
+        # in the cascade modes the share controller holds the escalation share instead (app.serve.cascade)
+        controller = ShareController(cfg.controller, router.threshold)
     return RouterService(
-        router, embed, rate, llm_cfg.timeout_s if llm_cfg else 0.0, e.max_batch_size, e.batch_wait_timeout_s, controller, cfg.ingress.degraded_tier
-    )
+        router, embed, rate, llm_cfg.timeout_s if llm_cfg else 0.0, e.max_batch_size, e.batch_wait_timeout_s, controller,
+        cfg.ingress.degraded_tier, ladder, ladder_controller,
+    )  # fmt: skip

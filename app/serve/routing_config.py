@@ -56,3 +56,12 @@ class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["route", "cascade", "cascade_routing"] = Field("route", description="route, cascade or cascade_routing (docs/cascade.md)")
     cascade: CascadeConfig = CascadeConfig()
+    ladder: str | None = Field(
+        None, description="route mode: a ladder artifact (`tierroute calibrate --ladder ... --ladder-mode route`) choosing among the tiers "
+        "(required for three or more; docs/ladder.md); default for two tiers: the routing artifact"
+    )
+
+    @field_validator("ladder")
+    @classmethod
+    def _ladder(cls, v: str | None) -> str | None:
+        return project_file(v, "ladder")

@@ -1,8 +1,10 @@
-"""What a tier is, without Ray: a replica's resources, a vLLM engine (:class:`EngineConfig`) or a remote
-OpenAI-compatible endpoint (:class:`RemoteTierConfig`), and the remote key's one reader (:func:`read_key`).
+"""What a tier is, without Ray: a replica's resources, a vLLM engine (:class:`EngineTierConfig`) or a remote
+OpenAI-compatible endpoint (:class:`RemoteTierConfig`), its name and price, and the remote key's one reader
+(:func:`read_key`).
 
 :mod:`app.serve.config` assembles these into the application's config (and re-exports them); a tier's block is
-either kind (:data:`TierConfig`, told apart by :func:`tier_config`), so a longer list of tiers can reuse it.
+either kind (:data:`TierConfig`, told apart by :func:`tier_config`), whether it is ``tier1``/``tier2`` or an
+entry of the ``tiers:`` list (a ladder, docs/ladder.md).
 """
 
 from __future__ import annotations
@@ -25,8 +27,18 @@ CPU_ENGINE_ENV = {
 }
 
 
+TIER_NAME = r"^[A-Za-z0-9._-]+$"  # a tier's name: in headers, metric tags, deployment names and per-key caps
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Price(Strict):
+    """Price of one tier per million tokens (any currency; used for cost and savings metrics)."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
 
 
 class Autoscaling(Strict):
@@ -188,10 +200,25 @@ def read_key(remote: RemoteConfig) -> str | None:
     return None
 
 
+class Named(Strict):
+    """What every tier has beside how it is served: a name and a price (both optional)."""
+
+    name: str | None = Field(
+        None, pattern=TIER_NAME, description="the tier's name in x-tierroute-tier, /v1/models and per-key caps; default tier<k> (k from 1, cheapest first)"
+    )
+    price: Price | None = Field(
+        None, description="per 1M tokens, for the cost and savings metrics; default metrics.tier1_price for the cheapest tier, metrics.tier2_price for the others"
+    )
+
+
+class EngineTierConfig(EngineConfig, Named):
+    """A tier served by a vLLM engine in the graph (Ray Serve LLM)."""
+
+
 ENGINE_ONLY = frozenset(EngineConfig.model_fields) - {"model_id", "replica"}
 
 
-class RemoteTierConfig(Strict):
+class RemoteTierConfig(Named):
     """A tier served by a remote OpenAI-compatible endpoint (:mod:`app.serve.remote`) instead of a vLLM engine."""
 
     model_id: str = Field(min_length=1, description="the name clients use in 'model'")
@@ -216,13 +243,15 @@ class RemoteTierConfig(Strict):
         return self
 
 
-TierConfig = EngineConfig | RemoteTierConfig  # one tier: a vLLM engine in the graph, or a remote endpoint
+TierConfig = EngineTierConfig | RemoteTierConfig  # one tier: a vLLM engine in the graph, or a remote endpoint
 
 
 def tier_config(v: Any) -> Any:
     """A tier's block as its kind: a remote tier has a ``remote`` block, an engine does not."""
     if isinstance(v, dict):
-        return (RemoteTierConfig if "remote" in v else EngineConfig).model_validate(v)
+        return (RemoteTierConfig if "remote" in v else EngineTierConfig).model_validate(v)
+    if isinstance(v, EngineConfig) and not isinstance(v, EngineTierConfig):  # built in code as the engine's fields
+        return EngineTierConfig.model_validate(v.model_dump())
     return v
 
 

@@ -38,12 +38,15 @@ REFUSALS = {429: "overloaded", 503: "unavailable", 504: "timeout"}  # a tier's e
 
 
 class Tiers:
-    def __init__(self, tiers: dict[int, tuple[str, object]], remote: frozenset[int] = frozenset()):
-        """``tiers``: tier -> (model id, deployment handle); ``remote``: the tiers that are remote endpoints
-        (their health is a probe of the endpoint, not the replica's own check)."""
+    def __init__(self, tiers: dict[int, tuple[str, object]], remote: frozenset[int] = frozenset(), names: dict[int, str] | None = None):
+        """``tiers``: tier (1 = the cheapest) -> (model id, deployment handle); ``remote``: the tiers that are remote
+        endpoints (their health is a probe of the endpoint, not the replica's own check); ``names``: the tiers' names
+        (default ``tier<k>``)."""
         self.remote = frozenset(remote)
         self.model = {t: mid for t, (mid, _) in tiers.items()}
         self.by_model = {mid: t for t, mid in self.model.items()}
+        self.name = {t: (names or {}).get(t, f"tier{t}") for t in self.model}
+        self.by_name = {n: t for t, n in self.name.items()}
         self._handles = {t: h for t, (_, h) in tiers.items()}
         # Method handles made once: building one per request costs measurable CPU.
         self._unary = {(t, e): getattr(h, f"{e}_once") for t, h in self._handles.items() for e in ENDPOINTS}
