@@ -96,7 +96,7 @@ def compare_table(level: dict, unit: str, markdown: bool = False) -> str:
     head = f"{'at ' + format(level['load'], 'g') + ' ' + unit:<22}{'all tier 2':>22}" + "".join(f"{a:>22}" for a in others)
     out = [head + "".join(f"{a + '/all-t2':>15}" for a in others)]
     n = 1 + len(others)
-    out += [f"{row[0]:<22}" + "".join(f"{x:>22}" for x in row[1 : n + 1]) + "".join(f"{x:>15}" for x in row[n + 1 :]) for row in lines]
+    out += [f"{row[0]:<22}" + "".join(f" {x:>21}" for x in row[1 : n + 1]) + "".join(f" {x:>14}" for x in row[n + 1 :]) for row in lines]  # a wide cell keeps a space
     return "\n".join(out)
 
 
