@@ -100,10 +100,6 @@ class LadderRouter:
         """The router of the ladder artifact at ``path`` (the shipped one when None)."""
         return cls(load_ladder_artifact(path))
 
-    @property
-    def n_tiers(self) -> int:
-        return len(self.artifact.tiers)
-
     def check_embedder(self, model_id: str, dim: int) -> None:
         if model_id != self.embedder.model_id or dim != self.embedder.dim:
             raise ArtifactError(

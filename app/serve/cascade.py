@@ -137,6 +137,12 @@ def cascade_of(host, cfg: AppConfig):
     return Cascade(host, cfg, judge)
 
 
+def escalation_timeout(cfg: AppConfig, a) -> float:
+    """What a call after tier 1's may take: ``fallback.tier_timeout_s``, or what is left of the request's deadline
+    (``a``: the admitted request) less :data:`ESCALATION_MARGIN_S`; at or below 0 when none is left."""
+    return min(cfg.fallback.tier_timeout_s, a.left_s() - ESCALATION_MARGIN_S)
+
+
 def wanted(c, request: Request) -> bool:
     """False when the client opted out (``x-tierroute-cascade: off``) and the config (``routing.cascade``: ``c``) lets it."""
     return not (c.allow_opt_out and request.headers.get(OPT_OUT_HEADER, "").strip().lower() == "off")
@@ -192,13 +198,10 @@ class Cascade:
                 return False
         return escalate
 
-    def _tier2_timeout(self, a) -> float:
-        return min(self.cfg.fallback.tier_timeout_s, a.left_s() - ESCALATION_MARGIN_S)
-
     async def _escalate(self, parsed: ParsedRequest, served: Served, request: Request, a, tier1_usage: dict | None):
         """Tier 2's answer to the client's request (a stream: its first chunks and the rest) and its latency,
         or None when it failed or would miss the deadline (``served`` then says so; tier 1's answer stands)."""
-        timeout = self._tier2_timeout(a)
+        timeout = escalation_timeout(self.cfg, a)
         try:
             if timeout <= 0:
                 raise TierFailure(2, "timeout")
@@ -220,7 +223,7 @@ class Cascade:
         served.moved(2, self.host.tiers.model[2], "fallback", Fallback(1, 2, f.cause))
         served.path, served.escalation, served.tier1_usage = "escalated", "tier1-failed", {}
         try:
-            out, ms = await self.host._call(served, parsed, request, self._tier2_timeout(a))
+            out, ms = await self.host._call(served, parsed, request, escalation_timeout(self.cfg, a))
         except TierFailure as f2:
             raise self.host._tier_down(f2) from None
         return self.host._respond(parsed, served, out, ms, a, shadowed=False)

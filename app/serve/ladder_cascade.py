@@ -25,7 +25,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from app.serve.answers import answer_of, tier1_request
-from app.serve.cascade import ESCALATION_MARGIN_S, answer_response
+from app.serve.cascade import answer_response, escalation_timeout
 from app.serve.config import AppConfig
 from app.serve.fallback import Fallback, TierFailure
 from app.serve.requests import ParsedRequest
@@ -53,7 +53,7 @@ class LadderCascade:
         return True
 
     def _timeout(self, a) -> float:
-        return max(0.001, min(self.cfg.fallback.tier_timeout_s, a.left_s() - ESCALATION_MARGIN_S))
+        return max(0.001, escalation_timeout(self.cfg, a))
 
     def _verdict(self, tier: int, score: float, climb: bool) -> Verdict:
         name = self.host.tiers.name[tier]

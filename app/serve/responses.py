@@ -67,10 +67,14 @@ class Served:
             return self.spent
         return {1: self.tier1_usage} if self.tier1_usage else {}
 
+    def name_of(self, tier: int) -> str:
+        """Tier ``tier``'s name (``tier<k>`` where none was given)."""
+        return (self.names or {}).get(tier, f"tier{tier}")
+
     @property
     def name(self) -> str:
         """The serving tier's name."""
-        return (self.names or {}).get(self.tier, f"tier{self.tier}")
+        return self.name_of(self.tier)
 
     @property
     def scored(self) -> bool:
@@ -127,7 +131,7 @@ def cascade_field(s: Served) -> dict[str, Any]:
             verifier["check"] |= {"p_no": round(v.check_p_no, 6), "score_alone": round(v.score_alone, 6)}
     out = {"path": s.path, "verifier": verifier, "escalation": s.escalation, "tier1_tokens": tier1_tokens(s)}
     if s.spent is not None:  # a ladder's climb: completion tokens of each tier passed on the way
-        out["spent_tokens"] = {(s.names or {}).get(t, f"tier{t}"): int(u.get("completion_tokens") or 0) for t, u in s.spent.items()}
+        out["spent_tokens"] = {s.name_of(t): int(u.get("completion_tokens") or 0) for t, u in s.spent.items()}
     return out
 
 

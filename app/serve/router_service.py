@@ -26,7 +26,7 @@ from vllm.entrypoints.serve.engine.protocol import ErrorResponse  # the engine's
 
 from app.routing.artifact import load_artifact
 from app.routing.controller import LadderShareController, ShareController
-from app.routing.ladder import LadderRouter, load_ladder_artifact
+from app.routing.ladder import LadderRouter
 from app.routing.router import Decision, EmbeddingScores, Router
 from app.routing.scorers import rating_of_choice, rating_request
 from app.serve.calls import within
@@ -182,16 +182,16 @@ class RouterService:
         except Exception:
             return self._degraded(float(thresholds[0]), t0)
         row = lad.scores([text], emb)[0]
-        tier = lad.decide(row, thresholds)
+        d = lad.decision(row, thresholds)
         if c is not None:
             c.observe(row)
             if c.decisions % self.LOG_CONTROLLER_EVERY == 0:
                 logger.info("ladder share controller: %s", c.state())
-        signals = {f"ladder_p{k + 1}": float(p) for k, p in enumerate(row)} | {f"ladder_t{k + 1}": float(t) for k, t in enumerate(thresholds)}
-        margin = abs(float(row[min(tier, len(row)) - 1]) - float(thresholds[min(tier, len(row)) - 1]))  # at the boundary that decided
+        signals = {f"ladder_p{k + 1}": p for k, p in enumerate(d.scores)} | {f"ladder_t{k + 1}": t for k, t in enumerate(d.thresholds)}
+        b = min(d.tier, len(d.scores)) - 1  # the boundary that decided
         return Decision(
-            tier=tier, complexity_score=float(np.clip(row[0], 0.0, 1.0)), confidence=float(min(1.0, margin)),
-            threshold=float(thresholds[0]), scorer="ladder", signals=signals, router_latency_ms=(time.perf_counter() - t0) * 1000,
+            tier=d.tier, complexity_score=float(np.clip(d.scores[0], 0.0, 1.0)), confidence=min(1.0, abs(d.scores[b] - d.thresholds[b])),
+            threshold=d.thresholds[0], scorer="ladder", signals=signals, router_latency_ms=(time.perf_counter() - t0) * 1000,
         )  # fmt: skip
 
 
@@ -223,7 +223,7 @@ def router_service(cfg: AppConfig, embedder=None, router_llm=None) -> RouterServ
     e = cfg.embedder
     ladder = ladder_controller = controller = None
     if cfg.routing.ladder is not None and cfg.routing.mode == "route":  # a climb's ladder is app.serve.ladder_cascade's
-        ladder = LadderRouter(load_ladder_artifact(cfg.routing.ladder))
+        ladder = LadderRouter.load(cfg.routing.ladder)
         if embedder is None:
             ladder.check_embedder(model.model_id, model.dim)
         if cfg.controller.enabled:

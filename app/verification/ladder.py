@@ -36,10 +36,6 @@ class LadderJudge:
         """The judge of the cascade ladder at ``path`` (the shipped one when None)."""
         return cls(load_ladder_artifact(path or DEFAULT_CASCADE_LADDER))
 
-    @property
-    def n_tiers(self) -> int:
-        return len(self.artifact.tiers)
-
     def score(self, tier: int, request: str, answer: str) -> float:
         """P(tier ``tier`` (1-based, below the top) is not enough), given its ``answer`` to ``request``."""
         b = self.artifact.boundaries[tier - 1]
