@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test run demo artifact ladder-artifact verifier bench bench-serve bench-embed clean
+.PHONY: setup test run demo artifact ladder-artifact verifier bench bench-serve bench-embed bench-execution clean
 
 setup:
 	@bash scripts/setup.sh
@@ -37,6 +37,9 @@ bench-serve: setup
 
 bench-embed: setup
 	$(PY) scripts/bench_embed.py
+
+bench-execution: setup
+	$(PY) scripts/bench_execution.py
 
 clean:
 	rm -rf $(VENV)

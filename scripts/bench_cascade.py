@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
-from common import local_args  # noqa: E402
+from common import cpu_name, local_args  # noqa: E402
 
 APP = "bench-cascade"
 PROMPTS = [
@@ -167,7 +166,7 @@ def main() -> None:
             for name, threshold in (("accept", 1.0), ("escalate", 0.0)):
                 add_ingress(cascade_args(stream_mode, threshold, opts.early_tokens), APP, f"{name}-{stream_mode}", f"/{name}-{stream_mode}")
         out = run(url, opts)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
+    cpu = cpu_name()
     out["cpu"], out["load_avg_1m"] = cpu, round(os.getloadavg()[0], 2)
     print(f"CPU: {cpu}; load average {out['load_avg_1m']}; {out['requests_per_variant']} requests per variant, max_tokens {opts.max_tokens}")
     print(f"unary p50: plain tier 1 {out['unary_p50_ms']['plain tier 1']} ms, cascaded and accepted {out['unary_p50_ms']['cascade accepted']} ms:"

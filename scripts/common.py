@@ -1,4 +1,4 @@
-"""What the scripts and the serving tests share: the repo root, the local config, prompts, a free port."""
+"""What the scripts and the serving tests share: the repo root, the local config, prompts, a free port, the CPU's name."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ if str(ROOT) not in sys.path:  # a script runs with scripts/ on sys.path, not th
     sys.path.insert(0, str(ROOT))
 
 from app.serve.local import free_port  # noqa: E402,F401  (the scripts' and tests' free loopback port)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (figures say which CPU they came from)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), platform.processor())
+    except OSError:
+        return platform.processor() or platform.machine()
 
 
 def local_args() -> dict:

@@ -152,6 +152,27 @@ def test_judge_with_the_shipped_text_verifier_and_the_escalation_controller():
     assert 0.2 <= share <= 0.8  # held near the target escalation share
 
 
+def test_judge_runs_the_execution_check_of_the_shipped_verifier_unless_the_config_turns_it_off():
+    from app.serve.answers import Tier1Answer
+
+    request = ("You are given a Python function and an assertion containing an input to the function. Complete the assertion "
+               "with a literal.\n\n[PYTHON]\ndef f(nums):\n    return sorted(nums)[::-1]\nassert f([2, 7, 1]) == ??\n[/PYTHON]")  # fmt: skip
+    answer = '{{"reasoning": "The function sorts the list in descending order.", "answer": "{}"}}'
+    right, wrong = Tier1Answer(answer.format("[7, 2, 1]")), Tier1Answer(answer.format("[1, 2, 7]"))
+
+    def judge(execute: bool):
+        cfg = AppConfig.model_validate({**local_args(), "routing": {"mode": "cascade", "cascade": {"execute_code": execute}}})
+        return Judge(cfg, None)
+
+    on = judge(True)
+    ok, bad = asyncio.run(on(request, right)), asyncio.run(on(request, wrong))
+    assert (ok.kind, ok.signals["exec_verdict"], bad.signals["exec_verdict"]) == ("crux", 1.0, -1.0)
+    assert bad.escalate and not ok.escalate and bad.score > ok.score + 0.2
+    off = judge(False)
+    assert asyncio.run(off(request, wrong)).signals["exec_verdict"] == 0.0
+    assert asyncio.run(off(request, wrong)).score == pytest.approx(asyncio.run(off(request, right)).score, abs=0.05)
+
+
 def test_local_cascade_config_differs_from_local_in_the_routing_mode_only():
     load = lambda name: yaml.safe_load((ROOT / "configs" / name).read_text())  # noqa: E731
     local, cascade = load("local.yaml"), load("local-cascade.yaml")

@@ -1,7 +1,8 @@
 """Fit a verifier from answer rows: per kind, the candidate nested cross-validation chooses.
 
 Candidates (:func:`candidates`) differ in what they read -- the answer's text features, plus the
-request's length and step counts, plus log-probability features where every row has them, plus the
+request's length and step counts, plus the execution check (where a request asks what its code returns),
+plus log-probability features where every row has them, plus the
 embedding of the answer's end -- in their form (``needs_strong``: one logistic model of "tier 1 wrong
 and tier 2 right"; ``product``: P(tier 1 wrong) x P(tier 2 right), two models) and in their
 regularisation ``C``. Within a kind the choice is made on inner folds (:func:`choose`); ties go to the
@@ -22,7 +23,7 @@ from app.calibration.metrics import apgr, curve
 from app.calibration.fit import logistic_gate
 from app.routing.artifact import Gate
 from app.verification.artifact import Logit, VerifierExpert
-from app.verification.features import ANSWER_KIND_FEATURES, LOGPROB_FEATURES, REQUEST_ALL, TEXT_FEATURES
+from app.verification.features import ANSWER_KIND_FEATURES, EXEC_FEATURES, LOGPROB_FEATURES, REQUEST_ALL, TEXT_FEATURES
 from app.verification.verifier import answer_features, expert_probability
 
 C_GRID = (0.01, 0.03, 0.1, 0.3)
@@ -39,9 +40,10 @@ class Candidate:
 
 def candidates(with_logprobs: bool, with_embedding: bool) -> list[Candidate]:
     """Simplest first: text features alone, then with the request's, log-probabilities, the answer's embedding."""
-    sets = [("text", TEXT_FEATURES), ("text+request", TEXT_FEATURES + REQUEST_ALL)]
+    sets = [("text", TEXT_FEATURES), ("text+request", TEXT_FEATURES + REQUEST_ALL), ("text+execution", TEXT_FEATURES + EXEC_FEATURES),
+            ("text+request+execution", TEXT_FEATURES + REQUEST_ALL + EXEC_FEATURES)]  # fmt: skip
     if with_logprobs:
-        sets.append(("text+request+logprobs", TEXT_FEATURES + REQUEST_ALL + LOGPROB_FEATURES))
+        sets.append(("text+request+execution+logprobs", TEXT_FEATURES + REQUEST_ALL + EXEC_FEATURES + LOGPROB_FEATURES))
     out = []
     for name, feats in sets:
         for form in ("needs_strong", "product"):
@@ -68,7 +70,7 @@ class Design:
     def of(cls, rows: list[AnswerRow], emb: np.ndarray | None) -> "Design":
         w = np.array([r.weak for r in rows], dtype=float)
         s = np.array([r.strong for r in rows], dtype=float)
-        return cls([answer_features(r.answer) for r in rows], emb, w, s)
+        return cls([answer_features(r.answer, execute=True) for r in rows], emb, w, s)
 
     @property
     def needs_strong(self) -> np.ndarray:

@@ -32,6 +32,7 @@ def describe_verifier(art: VerifierArtifact) -> str:
     for kind, e in art.experts.items():
         lp = any(f.startswith("lp_") for f in e.features)
         uses = "text features" + (", request features" if set(e.features) & (set(REQUEST_ALL) - set(TEXT_FEATURES)) else "")
+        uses += ", the execution check (runs the request's code)" if "exec_verdict" in e.features else ""
         uses += (", log-probabilities" if lp else "") + (f", the {e.embedding.replace('_', ' + ')} embedding" if e.embedding != "none" else "")
         lines.append(f"  {kind:<10} {e.candidate}  ({e.form}; reads {uses})")
     nested = art.report.get("nested") or {}

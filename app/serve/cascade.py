@@ -67,7 +67,7 @@ class Judge:
         if (artifact.pair.tier1, artifact.pair.tier2) != (tier1, tier2):
             logger.warning("the verifier was fitted for %s -> %s; the tiers are %s -> %s (docs/cascade.md)",
                            artifact.pair.tier1, artifact.pair.tier2, tier1, tier2)  # fmt: skip
-        self.verifier = Verifier(artifact, c.threshold)
+        self.verifier = Verifier(artifact, c.threshold, execute=c.execute_code)
         self.controller = ShareController(cfg.controller, self.verifier.threshold) if cfg.controller.enabled else None
         self._embed = embed
         self._check, self.check_timeout_s = check, check_timeout_s
@@ -91,7 +91,7 @@ class Judge:
             except Exception:
                 logger.exception("embedder failed; the verifier cannot judge this answer")
                 return None
-        v = self.verifier.verdict(a, embeddings)
+        v = await asyncio.to_thread(self.verifier.verdict, a, embeddings)  # the execution check may run a sandbox
         v.threshold = self.threshold
         v.escalate = v.score >= v.threshold
         if self.verifier.wants_check(v.score, v.threshold):

@@ -45,6 +45,10 @@ class CascadeConfig(BaseModel):
         1024, ge=1, description="tier 1's answer is capped here; an answer cut at the cap is escalated (its tokens are charged)"
     )
     allow_opt_out: bool = Field(True, description=f"a request with header {OPT_OUT_HEADER}: off is routed before generation instead")
+    execute_code: bool = Field(
+        True, description="the execution check: where a request asks what its Python code returns (`assert f(x) == ??`), run that code "
+        "in a sandbox and compare with tier 1's answer (docs/verifier.md#the-execution-check); off: the verifier does without"
+    )
 
     @field_validator("verifier")
     @classmethod

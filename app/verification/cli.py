@@ -4,7 +4,8 @@
 "messages"), "answer"}`` (optionally ``answer_logprobs``/``answer_tokens``: :mod:`app.verification.rows`)
 and writes one ``{"id", "score", "escalate"}`` per row, in input order: ``score`` is the probability that
 tier 2 would do better (higher = tier 1's answer more likely not good enough), ``escalate`` whether it
-is at or above the threshold. The code path is serving's (:class:`app.verification.verifier.Verifier`).
+is at or above the threshold. The code path is serving's (:class:`app.verification.verifier.Verifier`),
+the execution check included (``--no-execute``: without it, as ``routing.cascade.execute_code: false``).
 Every row is checked before anything is scored; a bad row fails the run naming its line, and the
 output appears whole or not at all.
 """
@@ -24,6 +25,10 @@ def add_parser(sub, command: str) -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="JSONL rows {id, score, escalate}, one per input row")
     p.add_argument("--verifier", help="verifier artifact (default: the one shipped with tierroute)")
     p.add_argument("--threshold", type=float, help="escalate at or above this score (default: the verifier's)")
+    p.add_argument(
+        "--no-execute", action="store_true",
+        help="no execution check: never run the code a request asks about (docs/verifier.md#the-execution-check)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -55,7 +60,7 @@ def run(args) -> int:
 
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
-    verifier = Verifier(load_verifier(args.verifier), args.threshold)
+    verifier = Verifier(load_verifier(args.verifier), args.threshold, execute=not args.no_execute)
     rows = read_rows(args.input)
     embed = None
     if verifier.artifact.embedder is not None:

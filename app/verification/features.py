@@ -6,6 +6,8 @@ Two families, each a name -> float mapping (names are what an artifact's experts
   whether and how it states a final answer, hedging and self-correction, arithmetic claims that do not
   hold (``12 * 3 = 38``), an answer that runs on past its end, repetition;
 * :func:`request_features` -- the request's length and step counts (how hard the problem looks);
+* :func:`execution_features` -- where the request asks what its code returns (``assert f(x) == ??``):
+  whether the answer holds when the code is run in a sandbox (:mod:`app.verification.execution`);
 * :func:`logprob_features` -- from the answer's per-token log-probabilities, when the engine returned
   them: low quantiles, mean, minimum, and the mean over the final answer's span (Gupta et al. 2024:
   low quantiles of per-token log-probabilities beat their mean).
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.routing.text import FEATURE_NAMES, features as _prompt_features
+from app.verification.execution import execution_verdict
 
 HEDGES = (
     "approximately", "closest", "close to", "none of the", "not sure", "cannot", "can't", "unclear",
@@ -42,6 +45,7 @@ TEXT_FEATURES = (
     "arith_wrong", "arith_wrong_share", "numbers", "distinct_number_share", "runs_on", "repeated_line_share",
     "option_stated", "options_named", "truncated", "equals", "final_matches_last_number", "final_small_integer",
     "final_latex_ops", "final_literal", "final_container", "option_in_body", "request_options",
+    "option_number_known", "option_number_gap", "option_number_exact", "option_other_closer", "options_numeric",
 )  # fmt: skip
 REQUEST_FEATURES = tuple(f"request_{n}" for n in FEATURE_NAMES)  # the router's prompt features, of the request
 KIND_FEATURES = REQUEST_FEATURES + ("request_options", "request_code_block", "request_latex", "request_assert", "request_json")
@@ -55,6 +59,7 @@ ANSWER_KIND_FEATURES = (
 )  # fmt: skip
 CODE_FEATURES = ("code_lines", "code_loops", "code_branches", "code_method_calls", "code_slices", "code_comprehensions", "code_returns")
 REQUEST_ALL = KIND_FEATURES + CODE_FEATURES  # every request feature an expert may read
+EXEC_FEATURES = ("exec_verdict",)  # the execution check (:mod:`app.verification.execution`)
 LOGPROB_FEATURES = ("lp_mean", "lp_min", "lp_q05", "lp_q10", "lp_q25", "lp_median", "lp_final_mean", "lp_tokens")
 
 
@@ -148,6 +153,7 @@ def text_features(request: str, answer: str) -> dict[str, float]:
         "options_named": math.log1p(len(set(re.findall(r"\(([A-J])\)", answer)))),
         **_answer_shape(answer, final, value),
         "option_in_body": _option_in_body(request, answer, options[-1] if options else None),
+        **_option_number(request, answer, options[-1] if options else None),
         "request_options": float(len(re.findall(r"^[A-J]\. ", request, flags=re.MULTILINE))),
         "truncated": float(answer.rstrip().endswith(("...", ",")) or (answer.lstrip().startswith("{") and not answer.rstrip().rstrip("`").rstrip().endswith("}"))),
     }
@@ -163,6 +169,34 @@ def _option_in_body(request: str, answer: str, letter: str | None) -> float:
     option, body = m.group(1).strip().lower(), answer[: answer.lower().rfind("answer is")].lower()
     nums = _NUM.findall(option)
     return float(option in body or (bool(nums) and nums[0] in body))
+
+
+def _option_number(request: str, answer: str, letter: str | None) -> dict[str, float]:
+    """Does the chosen option agree with the number the answer worked out? The last number before "answer is"
+    against the chosen option's first number: their relative gap, whether they agree (within 0.5%), and
+    whether another option's number lies closer (a pick of the "closest" option); with the share of options
+    that hold a number. All zero without lettered options, a chosen letter or numbers."""
+    options = {m.group(1): m.group(2) for m in re.finditer(r"^([A-J])\. (.+)$", request, flags=re.MULTILINE)}
+    values = {k: _number(n[0]) if (n := _NUM.findall(text)) else None for k, text in options.items()}
+    out = {"option_number_known": 0.0, "option_number_gap": 0.0, "option_number_exact": 0.0, "option_other_closer": 0.0,
+           "options_numeric": sum(v is not None for v in values.values()) / len(values) if values else 0.0}  # fmt: skip
+    chosen = values.get(letter) if letter else None
+    stated = answer.lower().rfind("answer is")
+    worked = [v for v in map(_number, _NUM.findall(answer[:stated] if stated >= 0 else answer)) if v is not None]
+    if chosen is None or not worked:
+        return out
+
+    def gap(v: float) -> float:
+        return abs(worked[-1] - v) / max(abs(v), 1e-6)
+
+    g = gap(chosen)
+    others = [gap(v) for k, v in values.items() if v is not None and k != letter]
+    return out | {
+        "option_number_known": 1.0,
+        "option_number_gap": math.log1p(min(g, 100.0)),
+        "option_number_exact": float(g < 0.005),
+        "option_other_closer": float(bool(others) and min(others) < g),
+    }
 
 
 def _answer_shape(answer: str, final: str | None, value: float | None) -> dict[str, float]:
@@ -187,6 +221,12 @@ def _answer_shape(answer: str, final: str | None, value: float | None) -> dict[s
         "final_literal": literal,
         "final_container": float(bool(final) and final.lstrip()[:1] in "[{("),
     }
+
+
+def execution_features(request: str, answer: str) -> dict[str, float]:
+    """``exec_verdict``: +1 when the answer's final answer holds for the request's code, -1 when it does not,
+    0 when there is nothing to run or it could not tell (:func:`app.verification.execution.execution_verdict`)."""
+    return {"exec_verdict": execution_verdict(request, final_answer(answer))}
 
 
 def logprob_features(logprobs: Sequence[float] | None, tokens: Sequence[str] | None = None) -> dict[str, float] | None:

@@ -23,7 +23,9 @@ from app.routing.artifact import ArtifactError
 from app.routing.scorers import hybrid_score, in_band
 from app.routing.logit import probability
 from app.verification.artifact import VerifierArtifact, VerifierExpert
-from app.verification.features import answer_kind_features, code_features, kind_features, logprob_features, text_features
+from app.verification.features import (
+    answer_kind_features, code_features, execution_features, kind_features, logprob_features, text_features,
+)  # fmt: skip
 
 REQUEST_CHARS = 400  # of the request, in the request+answer embedding text
 ANSWER_CHARS = 700  # of the answer's end, in either embedding text
@@ -53,10 +55,12 @@ class Verdict:
     score_alone: float | None = None  # the verifier's score before the check moved it, when consulted
 
 
-def answer_features(a: Answer) -> dict[str, float]:
-    """Every feature of ``a`` an expert may use: text, request, and log-probability features (when ``a`` has them)."""
+def answer_features(a: Answer, execute: bool = False) -> dict[str, float]:
+    """Every feature of ``a`` an expert may use: text, request, and log-probability features (when ``a`` has them);
+    with ``execute``, the execution check's ``exec_verdict`` too (else it is 0: could not tell)."""
     feats = text_features(a.request, a.answer) | kind_features(a.request) | code_features(a.request)
     feats |= answer_kind_features(a.answer)
+    feats |= execution_features(a.request, a.answer) if execute else {"exec_verdict": 0.0}
     return feats | (logprob_features(a.logprobs, a.tokens) or {})
 
 
@@ -67,8 +71,10 @@ def embedding_text(a: Answer, which: str) -> str:
 
 
 class Verifier:
-    def __init__(self, artifact: VerifierArtifact, threshold: float | None = None):
+    def __init__(self, artifact: VerifierArtifact, threshold: float | None = None, execute: bool = True):
+        """``execute``: run the execution check (:mod:`app.verification.execution`) for experts that read it."""
         self.artifact = artifact
+        self.execute = execute
         self.threshold = artifact.threshold if threshold is None else threshold
         self.kinds = artifact.gate.kinds if artifact.gate else list(artifact.experts)
         g = artifact.gate
@@ -103,6 +109,8 @@ class Verifier:
         feats = answer_features(a)
         kind = self.kind_of(feats)
         expert = self.artifact.experts[kind]
+        if self.execute and "exec_verdict" in expert.features:
+            feats |= execution_features(a.request, a.answer)
         score = float(score_expert(expert, feats, embeddings.get(embedding_text(a, expert.embedding)) if expert.embedding != "none" else None))
         used = {f: round(feats.get(f, 0.0), 4) for f in expert.features}
         return Verdict(score, score >= self.threshold, kind, self.threshold, used)
