@@ -27,7 +27,7 @@ ladder-artifact: setup
 
 # The shipped verifier (cascade routing): the Llama-3.1 8B/70B answer rows of ../shared/data (docs/verifier.md).
 verifier: setup
-	$(VENV)/bin/tierroute calibrate --data ../shared/data --verifier-only --verifier-output app/verification/artifacts/default.json --repeats 1
+	$(VENV)/bin/tierroute calibrate --data ../shared/data --verifier-only --verifier-embedding --verifier-output app/verification/artifacts/default.json --repeats 1
 
 bench: setup
 	$(PY) scripts/bench_score.py

@@ -173,6 +173,26 @@ def test_judge_runs_the_execution_check_of_the_shipped_verifier_unless_the_confi
     assert asyncio.run(off(request, wrong)).score == pytest.approx(asyncio.run(off(request, right)).score, abs=0.05)
 
 
+def test_judge_embeds_the_request_for_the_shipped_mmlu_pro_expert_only():
+    from app.serve.answers import Tier1Answer
+
+    cfg = AppConfig.model_validate({**local_args(), "routing": {"mode": "cascade"}})
+    seen = []
+
+    async def embed(texts):
+        seen.extend(texts)
+        return np.full((len(texts), 384), 1 / np.sqrt(384))
+
+    judge = Judge(cfg, embed, "sentence-transformers/all-MiniLM-L6-v2")
+    q = "Which gas do plants take in?\nA. Oxygen\nB. Carbon dioxide\nC. Nitrogen\nD. Helium"
+    v = asyncio.run(judge(q, Tier1Answer("Plants take in carbon dioxide for photosynthesis. The answer is (B).")))
+    assert v.kind == "mmlu_pro" and seen == [q] and 0 < v.score < 1  # the request, as the router embeds it
+    asyncio.run(judge("What is 2+2?", Tier1Answer("The answer is 4.")))
+    assert seen == [q]  # an answer another kind's expert judges embeds nothing
+    with pytest.raises(ValueError, match="embeds with sentence-transformers/all-MiniLM-L6-v2"):
+        Judge(cfg, embed, "sentence-transformers/all-mpnet-base-v2")
+
+
 def test_local_cascade_config_differs_from_local_in_the_routing_mode_only():
     load = lambda name: yaml.safe_load((ROOT / "configs" / name).read_text())  # noqa: E731
     local, cascade = load("local.yaml"), load("local-cascade.yaml")

@@ -159,3 +159,53 @@ def test_verify_fails_on_a_bad_row_and_writes_nothing(tmp_path, capsys):
     assert f"{inp}:2: needs 'answer'" in err and "secret" not in err and not res.exists()
     assert main(["verify", "--input", str(inp), "--output", str(res), "--threshold", "1.5"]) == 2
     assert "--threshold" in capsys.readouterr().err
+
+
+def topic_rows(n=200, seed=1):
+    """One kind: tier 1 hedges exactly when it is wrong; where it is wrong, tier 2 is right only on topic X -- said
+    by the request alone, in words its length and format features do not see."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        wrong, topic = rng.random() < 0.5, "X" if i % 2 else "Y"
+        answer = "Maybe, however I am not sure. The answer is (A)." if wrong else "The answer is (B)."
+        rows.append(AnswerRow(Answer(f"Question {i:03d} on topic {topic}?\nA. one\nB. two", answer), "mc", 0.0 if wrong else 1.0, float(topic == "X" or not wrong)))
+    return rows
+
+
+def topic_embed(texts):
+    return np.array([[1.0, 0.0] if "topic X" in t else [0.0, 1.0] for t in texts])
+
+
+def test_tier2s_model_may_read_the_requests_embedding(monkeypatch):
+    from app.calibration import verifier_fit
+    from app.routing.artifact import EmbedderInfo
+
+    rows, info = topic_rows(), EmbedderInfo(model_id="test/topic", dim=2)
+    small = build_verifier(rows, PAIR, topic_embed, info, escalation_share=0.25, progress=False, with_embedding=True)
+    assert small.embedder is None and not small.experts["mc"].embeds  # 200 rows: too few to try embeddings
+    monkeypatch.setattr(verifier_fit, "MIN_EMBEDDING_ROWS", 100)
+    art = build_verifier(rows, PAIR, topic_embed, info, escalation_share=0.25, progress=False, with_embedding=True)
+    e = art.experts["mc"]
+    assert (e.form, e.strong_input, art.embedder.model_id) == ("product", "request", "test/topic") and "x request embedding" in e.candidate
+    v = Verifier(art)
+    assert v.texts(rows[1].answer) == [rows[1].answer.request]  # the request, as the router embeds it
+    scores = np.array([x.score for x in v.verify([r.answer for r in rows], topic_embed)])
+    needs = np.array([r.needs_strong for r in rows]) == 1
+    assert scores[needs].min() > scores[~needs].max()  # wrong on topic X first: tier 2 fails topic Y anyway
+    with pytest.raises(ValueError, match="this verifier embeds texts"):
+        v.verify([rows[0].answer], None)
+
+
+def test_a_request_reading_strong_model_is_validated():
+    from app.routing.artifact import EmbedderInfo
+
+    strong = Logit(coef=[1.0, 0.0], intercept=0.0, mean=[0.0, 0.0], scale=[1.0, 1.0])
+    base = dict(candidate="t", features=["hedges"], model=Logit(coef=[1.0], intercept=0.0, mean=[0.0], scale=[1.0]))
+    with pytest.raises(ValueError, match="strong_input: 'request' needs form 'product'"):
+        VerifierExpert(**base, strong_input="request")
+    e = VerifierExpert(**base, form="product", strong=strong, strong_input="request")
+    with pytest.raises(ValueError, match="must name its embedder"):
+        VerifierArtifact(pair={"tier1": "a", "tier2": "b"}, experts={"k": e}, threshold=0.5)
+    with pytest.raises(ValueError, match="experts.k.strong: 2 coefficients for the request's 3-dimensional"):
+        VerifierArtifact(pair={"tier1": "a", "tier2": "b"}, experts={"k": e}, threshold=0.5, embedder=EmbedderInfo(model_id="m", dim=3))

@@ -125,6 +125,7 @@ def _evaluate_parser(sub) -> argparse.ArgumentParser:
     e.add_argument("--json", help="also write the full report as JSON here")
     e.add_argument("--cascade", action="store_true", help="quality-vs-cost curves of the cascade (nested verifier) vs routing, on rows with answers")
     e.add_argument("--folds", type=int, default=5, help="--cascade: outer folds of the nested cross-validation")
+    e.add_argument("--verifier-embedding", action="store_true", help="--cascade: the verifier may read embeddings, as in calibrate")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--weak-col")
     e.add_argument("--strong-col")

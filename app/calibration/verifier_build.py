@@ -27,12 +27,15 @@ Embed = Callable[[list[str]], np.ndarray]
 
 
 def designs(rows: list[AnswerRow], embed: Embed | None, progress: bool = True) -> dict[str, tuple[list[int], Design]]:
-    """Per source: its row indices and its :class:`Design` (answers' ends embedded when ``embed`` is given)."""
+    """Per source: its row indices and its :class:`Design` (answers' ends and requests embedded when ``embed`` is given)."""
     out = {}
     for source in tqdm(sorted({r.source for r in rows}), desc="answer features", unit="source", disable=not progress):
         idx = [i for i, r in enumerate(rows) if r.source == source]
-        emb = embed([embedding_text(rows[i].answer, "answer") for i in idx]) if embed is not None else None
-        out[source] = (idx, Design.of([rows[i] for i in idx], emb))
+        emb = req = None
+        if embed is not None:
+            emb = embed([embedding_text(rows[i].answer, "answer") for i in idx])
+            req = embed([embedding_text(rows[i].answer, "request") for i in idx])
+        out[source] = (idx, Design.of([rows[i] for i in idx], emb, req))
     return out
 
 
@@ -92,7 +95,7 @@ def build_verifier(
         experts[source] = fit_expert(best, d, np.arange(len(idx)))
     gate = fit_gate([r.answer for r in rows], [r.source for r in rows]) if len(experts) > 1 else None
     art = VerifierArtifact(
-        pair={"tier1": pair[0], "tier2": pair[1]}, embedder=embedder if with_embedding else None, gate=gate,
+        pair={"tier1": pair[0], "tier2": pair[1]}, embedder=embedder if any(e.embeds for e in experts.values()) else None, gate=gate,
         experts=experts, threshold=0.5, report={"command": command, "data": data or {}, "nested": report or {},
         "candidates": len(cands), "escalation_share": escalation_share, "inner_cv": tables},
     )  # fmt: skip

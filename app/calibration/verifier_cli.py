@@ -22,7 +22,10 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     v.add_argument("--verifier-only", action="store_true", help="fit only the verifier (no router artifact; --output not needed)")
     v.add_argument("--escalation-share", type=float, default=0.25, help="the verifier's threshold escalates this share of the rows (default 0.25)")
     v.add_argument("--pair", nargs=2, metavar=("TIER1", "TIER2"), help="the models the answers and outcomes are of (default: Llama-3.1 8B/70B)")
-    v.add_argument("--verifier-embedding", action="store_true", help="also try the answer's embedding as an input (nested selection decides)")
+    v.add_argument(
+        "--verifier-embedding", action="store_true",
+        help="also try embeddings as inputs: the request's, for P(tier 2 right), and the answer's end (nested selection decides)",
+    )  # fmt: skip
     v.add_argument(
         "--verifier-check-llm", metavar="MODEL_ID",
         help="the router LLM at --endpoint: ask it whether tier 1's answers are correct and complete, and fit when the verifier "
@@ -44,13 +47,27 @@ def load_answer_rows(paths: list[str]):
     return rows, sums
 
 
+def verifier_embed(args, progress: bool = True):
+    """(embed, EmbedderInfo) for ``--verifier-embedding``: the embedding model of ``--embedding-model``/``--prefix``
+    (default MiniLM), through calibration's embedding cache."""
+    from app.calibration.prepared import cached_encode, embedding_cache
+    from app.routing.artifact import EmbedderInfo
+    from app.routing.embed import Embedder, EmbedderConfig
+
+    model_id, prefix = getattr(args, "embedding_model", None), getattr(args, "prefix", "")
+    model = Embedder(EmbedderConfig(model=model_id, prefix=prefix) if model_id else EmbedderConfig(prefix=prefix))
+
+    def embed(texts: list[str]):
+        return cached_encode(model, texts, embedding_cache(), progress)
+
+    return embed, EmbedderInfo(model_id=model.model_id, dim=model.dim, prefix=prefix)
+
+
 def calibrate_verifier(args) -> int:
     from app.calibration.answers import LLAMA31_PAIR
     from app.calibration.verifier_build import build_verifier, designs, nested_report
     from app.calibration.verifier_fit import candidates
     from app.calibration.verifier_report import format_verifier_report
-    from app.routing.artifact import EmbedderInfo
-    from app.routing.embed import Embedder, EmbedderConfig
 
     if not 0 < args.escalation_share < 1:
         raise ValueError(f"--escalation-share must be in (0, 1), got {args.escalation_share}")
@@ -62,15 +79,7 @@ def calibrate_verifier(args) -> int:
     if len({r.source for r in rows}) < 1 or len(rows) < 20:
         raise DataError(f"{len(rows)} answer rows: a verifier needs at least 20")
     progress = not getattr(args, "no_progress", False)
-    embed, info = None, None
-    if args.verifier_embedding:  # the only input that needs the embedder
-        cfg = EmbedderConfig(prefix=args.prefix) if not args.embedding_model else EmbedderConfig(model=args.embedding_model, prefix=args.prefix)
-        model = Embedder(cfg)
-        info = EmbedderInfo(model_id=model.model_id, dim=model.dim, prefix=args.prefix)
-
-        def embed(texts: list[str]):
-            return model.encode(texts, progress=progress)
-
+    embed, info = verifier_embed(args, progress) if args.verifier_embedding else (None, None)
     cands = candidates(all(r.answer.logprobs for r in rows), args.verifier_embedding)
     ds = designs(rows, embed, progress)
     report, oofs = nested_report(ds, rows, cands, args.folds, args.folds - 1, args.repeats, args.seed, progress)

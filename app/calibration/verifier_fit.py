@@ -27,6 +27,11 @@ from app.verification.features import ANSWER_KIND_FEATURES, EXEC_FEATURES, LOGPR
 from app.verification.verifier import answer_features, expert_probability
 
 C_GRID = (0.01, 0.03, 0.1, 0.3)
+# tier 2's model over the request's standardised embedding (384 dimensions): far stronger regularisation
+STRONG_EMBEDDING_C = (0.0001, 0.0003)
+# a kind with fewer training rows never tries embedding candidates (prefer the simpler model on small sources:
+# on GSM8K, MATH level 5 and CRUXEval, a few hundred rows each, inner selection picked them by chance and lost)
+MIN_EMBEDDING_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,17 @@ class Candidate:
     C: float
     embedding: str = "none"
     name: str = ""
+    strong_input: str = "same"  # product: tier 2's model reads the same row, or the request's embedding alone
+    strong_C: float | None = None  # tier 2's model's regularisation (None: C)
+
+    @property
+    def embeds(self) -> bool:
+        return self.embedding != "none" or self.strong_input == "request"
 
 
 def candidates(with_logprobs: bool, with_embedding: bool) -> list[Candidate]:
-    """Simplest first: text features alone, then with the request's, log-probabilities, the answer's embedding."""
+    """Simplest first: text features alone, then with the request's, the execution check, log-probabilities; with
+    ``with_embedding``, then tier 2's model over the request's embedding, and the answer's embedding."""
     sets = [("text", TEXT_FEATURES), ("text+request", TEXT_FEATURES + REQUEST_ALL), ("text+execution", TEXT_FEATURES + EXEC_FEATURES),
             ("text+request+execution", TEXT_FEATURES + REQUEST_ALL + EXEC_FEATURES)]  # fmt: skip
     if with_logprobs:
@@ -50,6 +62,10 @@ def candidates(with_logprobs: bool, with_embedding: bool) -> list[Candidate]:
             for C in C_GRID:
                 out.append(Candidate(feats, form, C, "none", f"{form} {name} C={C}"))
     if with_embedding:
+        for name, feats in sets:  # P(tier 1 wrong) from the answer x P(tier 2 right) from the request's embedding
+            for C in (0.1, 0.3):
+                for sc in STRONG_EMBEDDING_C:
+                    out.append(Candidate(feats, "product", C, "none", f"product {name} C={C} x request embedding C={sc}", "request", sc))
         feats = sets[-1][1]
         for form in ("needs_strong", "product"):
             for C in (0.01, 0.03):
@@ -65,12 +81,13 @@ class Design:
     emb: np.ndarray | None  # the answer's-end embeddings (None without an embedder)
     weak: np.ndarray
     strong: np.ndarray
+    request_emb: np.ndarray | None = None  # the requests' embeddings (None without an embedder)
 
     @classmethod
-    def of(cls, rows: list[AnswerRow], emb: np.ndarray | None) -> "Design":
+    def of(cls, rows: list[AnswerRow], emb: np.ndarray | None, request_emb: np.ndarray | None = None) -> "Design":
         w = np.array([r.weak for r in rows], dtype=float)
         s = np.array([r.strong for r in rows], dtype=float)
-        return cls([answer_features(r.answer, execute=True) for r in rows], emb, w, s)
+        return cls([answer_features(r.answer, execute=True) for r in rows], emb, w, s, request_emb)
 
     @property
     def needs_strong(self) -> np.ndarray:
@@ -81,6 +98,10 @@ class Design:
         if c.embedding != "none":
             x = np.hstack([x, self.emb[idx].astype(np.float64)])
         return x
+
+    def strong_matrix(self, c: Candidate, idx: np.ndarray) -> np.ndarray:
+        """What tier 2's model reads: the requests' embeddings, or the candidate's own rows."""
+        return self.request_emb[idx].astype(np.float64) if c.strong_input == "request" else self.matrix(c, idx)
 
 
 def fit_logit(x: np.ndarray, y: np.ndarray, C: float) -> Logit:
@@ -97,14 +118,16 @@ def fit_expert(c: Candidate, d: Design, idx: np.ndarray) -> VerifierExpert:
     x = d.matrix(c, idx)
     if c.form == "product":
         model = fit_logit(x, (d.weak[idx] < 0.5).astype(int), c.C)
-        strong = fit_logit(x, (d.strong[idx] >= 0.5).astype(int), c.C)
+        strong = fit_logit(d.strong_matrix(c, idx), (d.strong[idx] >= 0.5).astype(int), c.C if c.strong_C is None else c.strong_C)
     else:
         model, strong = fit_logit(x, d.needs_strong[idx], c.C), None
-    return VerifierExpert(candidate=c.name, features=list(c.features), embedding=c.embedding, form=c.form, model=model, strong=strong)
+    return VerifierExpert(
+        candidate=c.name, features=list(c.features), embedding=c.embedding, form=c.form, model=model, strong=strong, strong_input=c.strong_input
+    )
 
 
 def expert_scores(e: VerifierExpert, c: Candidate, d: Design, idx: np.ndarray) -> np.ndarray:
-    return expert_probability(e, d.matrix(c, idx))
+    return expert_probability(e, d.matrix(c, idx), d.strong_matrix(c, idx) if c.strong_input == "request" else None)
 
 
 def apgr_of(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
@@ -112,7 +135,10 @@ def apgr_of(scores: np.ndarray, weak: np.ndarray, strong: np.ndarray) -> float:
 
 
 def choose(cands: list[Candidate], d: Design, idx: np.ndarray, n_inner: int, seed: int) -> tuple[Candidate, dict[str, float]]:
-    """The candidate with the best inner cross-validated APGR on rows ``idx`` (ties: the earlier one)."""
+    """The candidate with the best inner cross-validated APGR on rows ``idx`` (ties: the earlier one); with fewer
+    than :data:`MIN_EMBEDDING_ROWS` rows, none that embeds."""
+    if len(idx) < MIN_EMBEDDING_ROWS:
+        cands = [c for c in cands if not c.embeds] or cands
     y = d.needs_strong[idx]
     k = max(2, min(n_inner, int(y.sum()), int(len(y) - y.sum())))
     splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(idx, y))

@@ -28,12 +28,14 @@ def describe_verifier(art: VerifierArtifact) -> str:
         f"  escalate when P(tier 2 does better) >= {art.threshold:.4f}"
         + (f" (escalates {art.report['escalation_share']:.0%} of the calibration rows)" if "escalation_share" in art.report else ""),
         f"  kinds: {', '.join(art.experts)}" + (", told apart by a gate over the answer's format" if art.gate else ""),
+        f"  embeds with {art.embedder.model_id} (the router's embedder must be the same)" if art.embedder else "  embeds nothing",
     ]
     for kind, e in art.experts.items():
         lp = any(f.startswith("lp_") for f in e.features)
         uses = "text features" + (", request features" if set(e.features) & (set(REQUEST_ALL) - set(TEXT_FEATURES)) else "")
         uses += ", the execution check (runs the request's code)" if "exec_verdict" in e.features else ""
         uses += (", log-probabilities" if lp else "") + (f", the {e.embedding.replace('_', ' + ')} embedding" if e.embedding != "none" else "")
+        uses += "; tier 2's model reads the request's embedding" if e.strong_input == "request" else ""
         lines.append(f"  {kind:<10} {e.candidate}  ({e.form}; reads {uses})")
     nested = art.report.get("nested") or {}
     if nested:

@@ -28,6 +28,7 @@ FORMAT = "tierroute.verifier"
 VERSION = 1
 DEFAULT_VERIFIER = Path(__file__).parent / "artifacts" / "default.json"
 Embedding = Literal["none", "answer", "request_answer"]
+StrongInput = Literal["same", "request"]
 
 
 class Pair(BaseModel):
@@ -43,6 +44,8 @@ class VerifierExpert(BaseModel):
     ``product``: ``model`` is P(tier 1's answer is wrong), ``strong`` P(tier 2 answers right), and the
     score is their product -- an answer tier 1 got wrong on a problem tier 2 fails too is not worth
     escalating. The input row is ``features`` in order, then the embedding's dimensions (when ``embedding``).
+    ``strong_input`` ``request``: ``strong`` reads the request's embedding alone (how hard the question is for
+    tier 2 shows in what it asks; whether tier 1 got it wrong shows in its answer).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -52,6 +55,7 @@ class VerifierExpert(BaseModel):
     form: Literal["needs_strong", "product"] = "needs_strong"
     model: Logit
     strong: Logit | None = None
+    strong_input: StrongInput = Field("same", description="what strong reads: the same row as model, or the request's embedding alone")
 
     @model_validator(mode="after")
     def _shape(self):
@@ -60,9 +64,16 @@ class VerifierExpert(BaseModel):
             raise ValueError(f"{len(self.features)} features but {n} coefficients")
         if (self.form == "product") != (self.strong is not None):
             raise ValueError("strong: required by form 'product', and only by it")
-        if self.strong is not None and len(self.strong.coef) != n:
+        if self.strong_input == "request" and self.form != "product":
+            raise ValueError("strong_input: 'request' needs form 'product'")
+        if self.strong is not None and self.strong_input == "same" and len(self.strong.coef) != n:
             raise ValueError("strong: its input row differs from model's")
         return self
+
+    @property
+    def embeds(self) -> bool:
+        """Whether judging with it needs an embedding (of the answer, or of the request for ``strong``)."""
+        return self.embedding != "none" or self.strong_input == "request"
 
 
 class VerifierCheck(Hybrid):
@@ -117,8 +128,11 @@ class VerifierArtifact(BaseModel):
             raise ValueError("experts: more than one kind needs a gate")
         if self.gate is not None and sorted(self.gate.kinds) != sorted(self.experts):
             raise ValueError(f"gate.kinds {self.gate.kinds} and experts {sorted(self.experts)} differ")
-        if any(e.embedding != "none" for e in self.experts.values()) and self.embedder is None:
+        if any(e.embeds for e in self.experts.values()) and self.embedder is None:
             raise ValueError("embedder: an expert uses embeddings, so the artifact must name its embedder")
+        for kind, e in self.experts.items():
+            if e.strong_input == "request" and self.embedder is not None and len(e.strong.coef) != self.embedder.dim:
+                raise ValueError(f"experts.{kind}.strong: {len(e.strong.coef)} coefficients for the request's {self.embedder.dim}-dimensional embedding")
         return self
 
     def save(self, path: str | Path) -> Path:

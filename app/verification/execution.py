@@ -10,8 +10,8 @@ fitted with it still ranks the failures by how likely tier 2 is to do better.
 
 **What runs, and how it is contained** (docs/verifier.md, "The execution check"):
 
-* only a request whose last Python block (``[PYTHON] ... [/PYTHON]`` or a ``python`` fence) ends with
-  such an assertion, and only code that passes :func:`allowed`: no ``import``, no attribute
+* only the last Python block of a request (``[PYTHON] ... [/PYTHON]`` or a ``python`` fence) that ends
+  with such an assertion, and only code that passes :func:`allowed`: no ``import``, no attribute
   starting with ``_`` nor name starting with ``__`` (so no dunder escapes), no string holding ``__x``, none of ``exec``/``eval``/``open``
   and the like, at most :data:`MAX_CODE_CHARS` characters;
 * tier 1's answer is substituted into an input only when it is a Python literal (``ast.literal_eval``);
@@ -71,16 +71,23 @@ class CodeCheck:
 
 
 def code_check(request: str) -> CodeCheck | None:
-    """The request's code check, or None when it is not "complete this assertion" about code :func:`allowed` lets run."""
+    """The request's code check: that of its last Python block that ends with an assertion to complete (a block of
+    code added after it does not hide it), or None when none does about code :func:`allowed` lets run."""
     if "??" not in request or "assert" not in request:
         return None
-    blocks = [a or b for a, b in _BLOCK.findall(request)]
-    if not blocks or len(blocks[-1]) > MAX_CODE_CHARS or HOLE in blocks[-1]:
+    for block in reversed([a or b for a, b in _BLOCK.findall(request)]):
+        if "??" in block and (check := _block_check(block)) is not None:
+            return check
+    return None
+
+
+def _block_check(block: str) -> CodeCheck | None:
+    if len(block) > MAX_CODE_CHARS or HOLE in block:
         return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tree = ast.parse(blocks[-1].replace("??", HOLE))
+            tree = ast.parse(block.replace("??", HOLE))
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
     if not tree.body or not isinstance(tree.body[-1], ast.Assert):

@@ -65,7 +65,9 @@ def answer_features(a: Answer, execute: bool = False) -> dict[str, float]:
 
 
 def embedding_text(a: Answer, which: str) -> str:
-    """The text an expert embeds: the answer's end, or the request's start with it."""
+    """The text an expert embeds: the answer's end, the request's start with it, or the request (as the router embeds it)."""
+    if which == "request":
+        return a.request
     end = a.answer[-ANSWER_CHARS:]
     return end if which == "answer" else f"{a.request[:REQUEST_CHARS]}\n\n{end}"
 
@@ -90,11 +92,12 @@ class Verifier:
             )
 
     def texts(self, a: Answer) -> list[str]:
-        """What to embed for ``a``: each expert's embedding text it may use (none when no expert embeds)."""
-        out = []
-        for which in sorted({e.embedding for e in self.artifact.experts.values()} - {"none"}):
-            out.append(embedding_text(a, which))
-        return out
+        """What to embed for ``a``: the embedding texts of the expert that judges it (none when it embeds nothing)."""
+        if not any(e.embeds for e in self.artifact.experts.values()):
+            return []
+        e = self.artifact.experts[self.kind_of(answer_features(a))]
+        which = {e.embedding} | ({"request"} if e.strong_input == "request" else set())
+        return [embedding_text(a, w) for w in sorted(which - {"none"})]
 
     def kind_of(self, feats: dict[str, float]) -> str:
         """The kind whose expert judges an answer with features ``feats`` (the gate over ``gate_features``)."""
@@ -111,7 +114,11 @@ class Verifier:
         expert = self.artifact.experts[kind]
         if self.execute and "exec_verdict" in expert.features:
             feats |= execution_features(a.request, a.answer)
-        score = float(score_expert(expert, feats, embeddings.get(embedding_text(a, expert.embedding)) if expert.embedding != "none" else None))
+        emb = embeddings.get(embedding_text(a, expert.embedding)) if expert.embedding != "none" else None
+        request_emb = embeddings.get(embedding_text(a, "request")) if expert.strong_input == "request" else None
+        if (emb is None and expert.embedding != "none") or (request_emb is None and expert.strong_input == "request"):
+            raise ValueError(f"the verifier's {kind} expert embeds texts: pass the embeddings of Verifier.texts")
+        score = score_expert(expert, feats, emb, request_emb)
         used = {f: round(feats.get(f, 0.0), 4) for f in expert.features}
         return Verdict(score, score >= self.threshold, kind, self.threshold, used)
 
@@ -151,11 +158,14 @@ def expert_row(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray 
     return x
 
 
-def expert_probability(expert: VerifierExpert, x: np.ndarray) -> np.ndarray:
-    """The expert's score for its input row(s) ``x``: P(needs tier 2), or the product of its two models."""
+def expert_probability(expert: VerifierExpert, x: np.ndarray, request_emb: np.ndarray | None = None) -> np.ndarray:
+    """The expert's score for its input row(s) ``x``: P(needs tier 2), or the product of its two models
+    (``strong`` reading ``request_emb``, the request's embedding(s), when its ``strong_input`` is ``request``)."""
     p = probability(expert.model, x)
-    return p * probability(expert.strong, x) if expert.strong is not None else p
+    if expert.strong is None:
+        return p
+    return p * probability(expert.strong, np.asarray(request_emb, dtype=np.float64) if expert.strong_input == "request" else x)
 
 
-def score_expert(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray | None) -> float:
-    return float(expert_probability(expert, expert_row(expert, feats, emb)))
+def score_expert(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray | None, request_emb: np.ndarray | None = None) -> float:
+    return float(expert_probability(expert, expert_row(expert, feats, emb), request_emb))
