@@ -44,6 +44,9 @@ def test_it_reads_output_and_input_assertions_in_either_block():
     "def f(x):\n    return open('/etc/passwd').read()",
     "def f(x):\n    return '{0.__class__}'.format(x)",
     "def f(x):\n    return object",
+    # a running generator's frame leads up to the sandbox program's globals (sys, builtins) without an underscore
+    "def f(x):\n    def g():\n        yield gen.gi_frame.f_back.f_back.f_globals\n    gen = g()\n    return next(gen)",
+    "def f(x):\n    T = type(x)\n    match x:\n        case T(gi_frame=fr):\n            return fr\n    return 0",
 ])  # fmt: skip
 def test_code_outside_the_allow_list_is_never_run(code):
     assert code_check(crux(code)) is None

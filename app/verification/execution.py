@@ -11,8 +11,9 @@ fitted with it still ranks the failures by how likely tier 2 is to do better.
 **What runs, and how it is contained** (docs/verifier.md, "The execution check"):
 
 * only the last Python block of a request (``[PYTHON] ... [/PYTHON]`` or a ``python`` fence) that ends
-  with such an assertion, and only code that passes :func:`allowed`: no ``import``, no attribute
-  starting with ``_`` nor name starting with ``__`` (so no dunder escapes), no string holding ``__x``, none of ``exec``/``eval``/``open``
+  with such an assertion, and only code that passes :func:`allowed`: no ``import``, no ``match``, no
+  attribute starting with ``_`` or reaching frames (``gi_frame``, ``f_back`` ...), no name starting with
+  ``__`` (so no dunder or frame escapes), no string holding ``__x``, none of ``exec``/``eval``/``open``
   and the like, at most :data:`MAX_CODE_CHARS` characters;
 * tier 1's answer is substituted into an input only when it is a Python literal (``ast.literal_eval``);
 * in a separate, isolated interpreter (``python -I -S``, empty environment) that, before running the
@@ -49,6 +50,8 @@ DENIED_NAMES = frozenset(
     "exec eval compile open globals locals vars getattr setattr delattr breakpoint memoryview super object".split()
 )  # none is among SAFE_BUILTINS either: a second wall
 _DUNDER = re.compile(r"__[A-Za-z]")
+# attributes that reach frames and code objects without an underscore (gen.gi_frame.f_back.f_globals ...)
+_FRAME_ATTR = re.compile(r"^(?:gi|cr|ag|f|tb|co)_")
 SAFE_BUILTINS = (
     "abs all any ascii bin bool bytearray bytes callable chr dict divmod enumerate filter float format frozenset "
     "hash hex int isinstance issubclass iter len list map max min next oct ord pow print range repr reversed round "
@@ -110,14 +113,15 @@ def _block_check(block: str) -> CodeCheck | None:
 
 
 def allowed(tree: ast.AST) -> bool:
-    """Whether code may run in the sandbox: no imports, no attribute starting with ``_``, no name starting
-    with ``__``, no string holding a dunder-like ``__x``, none of :data:`DENIED_NAMES`."""
+    """Whether code may run in the sandbox: no imports, no ``match`` (its class patterns read attributes), no
+    attribute starting with ``_`` or reaching frames and code (``gi_frame``, ``f_back``, ``tb_frame``, ``co_code``
+    ...), no name starting with ``__``, no string holding a dunder-like ``__x``, none of :data:`DENIED_NAMES`."""
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom, ast.AsyncFunctionDef, ast.Await)):
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.AsyncFunctionDef, ast.Await, ast.Match)):
             return False
         if isinstance(node, ast.Name) and (node.id.startswith("__") or node.id in DENIED_NAMES):
             return False
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+        if isinstance(node, ast.Attribute) and (node.attr.startswith("_") or _FRAME_ATTR.match(node.attr)):
             return False
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name.startswith("__"):
             return False
