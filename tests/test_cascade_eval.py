@@ -24,7 +24,7 @@ def test_cascade_curves_per_source_with_and_without_the_requests_embedding(tmp_p
     plain = curves(capsys.readouterr().out)
     assert (tmp_path / "plots" / "cascade-mc.png").stat().st_size > 10_000
     assert set(plain) == {("mc", n) for n in ("cascade: verifier (nested)", "cascade: answer length", "route: prompt length", "route: random")}
-    monkeypatch.setattr(cascade_eval, "verifier_embed", lambda args, progress=True: (topic_embed, None))
+    monkeypatch.setattr(cascade_eval, "cached_embedder", lambda: (topic_embed, None))
     monkeypatch.setattr(verifier_fit, "MIN_EMBEDDING_ROWS", 100)
     assert main([*args, "--verifier-embedding"]) == 0
     embedded = curves(capsys.readouterr().out)

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from app.calibration.metrics import CostCurve, apgr, cost_curve, curve, random_scores
+from app.calibration.prepared import cached_embedder
 from app.calibration.verifier_build import designs, nested_report
-from app.calibration.verifier_cli import load_answer_rows, verifier_embed
+from app.calibration.verifier_cli import load_answer_rows
 from app.calibration.verifier_fit import candidates
 from app.routing.text import estimate_tokens
 
@@ -67,10 +68,9 @@ def plot(source: str, curves: dict, weak: float, strong: float, path: Path) -> P
 
 def run_cascade(args) -> int:
     rows, _ = load_answer_rows(args.data)
-    with_embedding = bool(getattr(args, "verifier_embedding", False))
-    embed = verifier_embed(args)[0] if with_embedding else None
+    embed = cached_embedder()[0] if args.verifier_embedding else None  # MiniLM, as the shipped verifier's
     ds = designs(rows, embed, True)
-    cands = candidates(all(r.answer.logprobs for r in rows), with_embedding)
+    cands = candidates(all(r.answer.logprobs for r in rows), args.verifier_embedding)
     _, oofs = nested_report(ds, rows, cands, args.folds, args.folds - 1, 1, args.seed)
     print(f"{'source':<12}{'curve':<30}{'APGR':>7}{'cost@50%gap':>13}{'cost@80%gap':>13}")
     for source, (idx, d) in ds.items():

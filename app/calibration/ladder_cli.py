@@ -69,11 +69,9 @@ def load_inputs(args, tiers: list[str], need_embeddings: bool):
 
 
 def _embedder():
-    from app.calibration.prepared import cached_encode, embedding_cache
-    from app.routing.embed import DEFAULT_MODEL, Embedder, EmbedderConfig
+    from app.calibration.prepared import cached_embedder
 
-    model = Embedder(EmbedderConfig(model=DEFAULT_MODEL))
-    return lambda texts: cached_encode(model, texts, embedding_cache(), progress=False)
+    return cached_embedder(progress=False)[0]
 
 
 def run_ladder_eval(args) -> int:
@@ -148,13 +146,10 @@ def run_ladder_calibrate(args) -> int:
     costs = row_costs(data.rows, tiers, prices)
     emb, info = None, None
     if args.ladder_mode == "route":
-        from app.calibration.prepared import cached_encode, embedding_cache
-        from app.routing.artifact import EmbedderInfo
-        from app.routing.embed import DEFAULT_MODEL, Embedder, EmbedderConfig
+        from app.calibration.prepared import cached_embedder
 
-        model = Embedder(EmbedderConfig(model=args.embedding_model or DEFAULT_MODEL, prefix=args.prefix))
-        emb = np.asarray(cached_encode(model, [r.prompt for r in data.rows], embedding_cache()))
-        info = EmbedderInfo(model_id=model.model_id, dim=model.dim, prefix=args.prefix)
+        embed, info = cached_embedder(args.embedding_model, args.prefix)
+        emb = np.asarray(embed([r.prompt for r in data.rows]))
     inp = SourceInputs(data, {m: costs[:, k] for k, m in enumerate(tiers)}, emb)
     from threadpoolctl import threadpool_limits
 
@@ -166,7 +161,7 @@ def run_ladder_calibrate(args) -> int:
 
         _, texts, _ = read_requests(args.traffic)
         print(f"traffic: {len(texts)} prompts from {args.traffic}", file=sys.stderr)
-        art = retarget(art, texts, np.asarray(cached_encode(model, texts, embedding_cache())), shares_, Path(args.traffic).name)
+        art = retarget(art, texts, np.asarray(embed(texts)), shares_, Path(args.traffic).name)
     art.save(args.output)
     print(format_card(art) + f"\nwrote {args.output}")
     return 0

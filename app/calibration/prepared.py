@@ -85,6 +85,20 @@ def cached_encode(embedder: Embedder, texts: list[str], cache: Path | None, prog
     return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
+def cached_embedder(model: str | None = None, prefix: str = "", progress: bool = True):
+    """(embed, EmbedderInfo): a function embedding texts with ``model`` (default MiniLM) and ``prefix`` through the
+    embedding cache (:func:`cached_encode`, :func:`embedding_cache`), and what an artifact records of that embedder."""
+    from app.routing.artifact import EmbedderInfo
+    from app.routing.embed import DEFAULT_MODEL, EmbedderConfig
+
+    m = Embedder(EmbedderConfig(model=model or DEFAULT_MODEL, prefix=prefix))
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return cached_encode(m, texts, embedding_cache(), progress)
+
+    return embed, EmbedderInfo(model_id=m.model_id, dim=m.dim, prefix=prefix)
+
+
 def _save(path: Path, known: dict[str, np.ndarray]) -> None:
     """Write the cache whole under a temporary name, then rename it (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -47,24 +47,9 @@ def load_answer_rows(paths: list[str]):
     return rows, sums
 
 
-def verifier_embed(args, progress: bool = True):
-    """(embed, EmbedderInfo) for ``--verifier-embedding``: the embedding model of ``--embedding-model``/``--prefix``
-    (default MiniLM), through calibration's embedding cache."""
-    from app.calibration.prepared import cached_encode, embedding_cache
-    from app.routing.artifact import EmbedderInfo
-    from app.routing.embed import Embedder, EmbedderConfig
-
-    model_id, prefix = getattr(args, "embedding_model", None), getattr(args, "prefix", "")
-    model = Embedder(EmbedderConfig(model=model_id, prefix=prefix) if model_id else EmbedderConfig(prefix=prefix))
-
-    def embed(texts: list[str]):
-        return cached_encode(model, texts, embedding_cache(), progress)
-
-    return embed, EmbedderInfo(model_id=model.model_id, dim=model.dim, prefix=prefix)
-
-
 def calibrate_verifier(args) -> int:
     from app.calibration.answers import LLAMA31_PAIR
+    from app.calibration.prepared import cached_embedder
     from app.calibration.verifier_build import build_verifier, designs, nested_report
     from app.calibration.verifier_fit import candidates
     from app.calibration.verifier_report import format_verifier_report
@@ -79,7 +64,7 @@ def calibrate_verifier(args) -> int:
     if len({r.source for r in rows}) < 1 or len(rows) < 20:
         raise DataError(f"{len(rows)} answer rows: a verifier needs at least 20")
     progress = not getattr(args, "no_progress", False)
-    embed, info = verifier_embed(args, progress) if args.verifier_embedding else (None, None)
+    embed, info = cached_embedder(args.embedding_model, args.prefix, progress) if args.verifier_embedding else (None, None)
     cands = candidates(all(r.answer.logprobs for r in rows), args.verifier_embedding)
     ds = designs(rows, embed, progress)
     report, oofs = nested_report(ds, rows, cands, args.folds, args.folds - 1, args.repeats, args.seed, progress)

@@ -40,7 +40,7 @@ from app.serve.requests import ParsedRequest
 from app.serve.responses import Served, decision_headers, routed_field
 from app.serve.routing_config import OPT_OUT_HEADER
 from app.verification.artifact import load_verifier
-from app.verification.verifier import Answer, Verdict, Verifier
+from app.verification.verifier import Answer, Verdict, Verifier, answer_features
 
 logger = logging.getLogger("tierroute.cascade")
 
@@ -83,15 +83,16 @@ class Judge:
     async def __call__(self, request_text: str, ans: Tier1Answer) -> Verdict | None:
         """The verdict on ``ans``, or None when the embedder failed (the caller degrades)."""
         a = Answer(request_text, ans.text, ans.logprobs or None, ans.tokens or None)
+        feats = answer_features(a)  # once: which expert judges it, and its input
         embeddings = {}
-        texts = self.verifier.texts(a)
+        texts = self.verifier.texts(a, feats)
         if texts:
             try:
                 embeddings = dict(zip(texts, await self._embed(texts)))
             except Exception:
                 logger.exception("embedder failed; the verifier cannot judge this answer")
                 return None
-        v = await asyncio.to_thread(self.verifier.verdict, a, embeddings)  # the execution check may run a sandbox
+        v = await asyncio.to_thread(self.verifier.verdict, a, embeddings, feats)  # the execution check may run a sandbox
         v.threshold = self.threshold
         v.escalate = v.score >= v.threshold
         if self.verifier.wants_check(v.score, v.threshold):

@@ -32,6 +32,7 @@ from app.serve.tier_config import (  # noqa: F401  (re-exported: the tiers' bloc
     Resources,
     Strict,
     TierConfig,
+    default_tier_name,
     is_remote,
     read_key,
     tier_config,
@@ -237,7 +238,7 @@ class AppConfig(Strict):
         specs = self.tiers if self.tiers is not None else [self.tier1, self.tier2]
         m = self.metrics
         return [
-            Rung(k, spec.name or f"tier{k}", spec, spec.price or (m.tier1_price if k == 1 else m.tier2_price))
+            Rung(k, spec.name or default_tier_name(k), spec, spec.price or (m.tier1_price if k == 1 else m.tier2_price))
             for k, spec in enumerate(specs, start=1)
         ]
 

@@ -102,10 +102,15 @@ def check_ladder(cfg: AppConfig) -> None:
             f"routing.ladder: calibrated with embedder {e.model_id!r} (prefix {e.prefix!r}); the graph embeds with "
             f"{cfg.embedder.model!r} (prefix {cfg.embedder.prefix!r}), the routing artifact's"
         )
-    sources = [r.spec.remote.model if is_remote(r.spec) else r.spec.model_source for r in cfg.ladder]
+    sources = model_sources(cfg)
     calibrated = [t.model for t in ladder.tiers]
     if [s.rsplit("/", 1)[-1].lower() for s in sources] != [m.lower() for m in calibrated]:
         logger.warning("the ladder artifact was calibrated on %s: its thresholds and figures describe those models", " -> ".join(calibrated))
+
+
+def model_sources(cfg: AppConfig) -> list[str]:
+    """The model each tier serves, cheapest first: an engine's ``model_source``, a remote tier's ``remote.model``."""
+    return [r.spec.remote.model if is_remote(r.spec) else r.spec.model_source for r in cfg.ladder]
 
 
 def warn_if_other_pair(cfg: AppConfig, artifact: Artifact) -> bool:
@@ -114,8 +119,7 @@ def warn_if_other_pair(cfg: AppConfig, artifact: Artifact) -> bool:
     artifact's pair only, never the configured sources (they may be local paths)."""
     if len(cfg.ladder) != 2:  # a ladder's artifact is checked by check_ladder
         return False
-    sources = [r.spec.remote.model if is_remote(r.spec) else r.spec.model_source for r in cfg.ladder]
-    if artifact.serves_pair(*sources) is not False:
+    if artifact.serves_pair(*model_sources(cfg)) is not False:
         return False
     tier1, tier2 = artifact.pair or ("?", "?")
     logger.warning(

@@ -22,6 +22,7 @@ from app.serve.calls import within
 from app.serve.errors import APIError, internal_error, timed_out
 from app.serve.fallback import Fallback
 from app.serve.headers import tier_header
+from app.serve.tier_config import default_tier_name
 
 logger = logging.getLogger("tierroute.ingress")
 
@@ -69,7 +70,7 @@ class Served:
 
     def name_of(self, tier: int) -> str:
         """Tier ``tier``'s name (``tier<k>`` where none was given)."""
-        return (self.names or {}).get(tier, f"tier{tier}")
+        return (self.names or {}).get(tier, default_tier_name(tier))
 
     @property
     def name(self) -> str:

@@ -30,6 +30,11 @@ CPU_ENGINE_ENV = {
 TIER_NAME = r"^[A-Za-z0-9._-]+$"  # a tier's name: in headers, metric tags, deployment names and per-key caps
 
 
+def default_tier_name(k: int) -> str:
+    """The name of tier ``k`` (1 = the cheapest) that sets none."""
+    return f"tier{k}"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

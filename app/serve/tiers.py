@@ -30,6 +30,7 @@ from app.serve.calls import within
 from app.serve.fallback import TierFailure
 from app.serve.errors import engine_error, request_id
 from app.serve.ray_llm import RawRequestInfo
+from app.serve.tier_config import default_tier_name
 
 logger = logging.getLogger("tierroute.tiers")
 
@@ -45,7 +46,7 @@ class Tiers:
         self.remote = frozenset(remote)
         self.model = {t: mid for t, (mid, _) in tiers.items()}
         self.by_model = {mid: t for t, mid in self.model.items()}
-        self.name = {t: (names or {}).get(t, f"tier{t}") for t in self.model}
+        self.name = {t: (names or {}).get(t, default_tier_name(t)) for t in self.model}
         self.by_name = {n: t for t, n in self.name.items()}
         self._handles = {t: h for t, (_, h) in tiers.items()}
         # Method handles made once: building one per request costs measurable CPU.

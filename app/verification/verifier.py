@@ -91,11 +91,12 @@ class Verifier:
                 f"{model_id!r} (dim {dim}); serve the verifier's embedder or refit it with `tierroute calibrate`"
             )
 
-    def texts(self, a: Answer) -> list[str]:
-        """What to embed for ``a``: the embedding texts of the expert that judges it (none when it embeds nothing)."""
+    def texts(self, a: Answer, feats: dict[str, float] | None = None) -> list[str]:
+        """What to embed for ``a``: the embedding texts of the expert that judges it (none when it embeds nothing);
+        ``feats``: ``answer_features(a)``, when the caller has them (:meth:`verdict` reads them too)."""
         if not any(e.embeds for e in self.artifact.experts.values()):
             return []
-        e = self.artifact.experts[self.kind_of(answer_features(a))]
+        e = self.artifact.experts[self.kind_of(feats if feats is not None else answer_features(a))]
         which = {e.embedding} | ({"request"} if e.strong_input == "request" else set())
         return [embedding_text(a, w) for w in sorted(which - {"none"})]
 
@@ -107,9 +108,9 @@ class Verifier:
         x = np.array([feats[f] for f in self.artifact.gate_features])
         return self.kinds[int(np.argmax(coef @ ((x - mean) / scale) + intercept))]
 
-    def verdict(self, a: Answer, embeddings: dict[str, np.ndarray]) -> Verdict:
-        """The verdict on ``a``; ``embeddings``: text -> its embedding, for each of :meth:`texts`."""
-        feats = answer_features(a)
+    def verdict(self, a: Answer, embeddings: dict[str, np.ndarray], feats: dict[str, float] | None = None) -> Verdict:
+        """The verdict on ``a``; ``embeddings``: text -> its embedding, for each of :meth:`texts`; ``feats``: as in :meth:`texts`."""
+        feats = dict(feats) if feats is not None else answer_features(a)  # a copy: the execution check adds to it
         kind = self.kind_of(feats)
         expert = self.artifact.experts[kind]
         if self.execute and "exec_verdict" in expert.features:
@@ -141,11 +142,12 @@ class Verifier:
 
     def verify(self, answers: list[Answer], embed: Callable[[list[str]], np.ndarray] | None) -> list[Verdict]:
         """Verdicts on a batch, embedding in one call (``embed`` may be None when nothing is embedded)."""
-        texts = sorted({t for a in answers for t in self.texts(a)})
+        feats = [answer_features(a) for a in answers]
+        texts = sorted({t for a, f in zip(answers, feats) for t in self.texts(a, f)})
         if texts and embed is None:
             raise ValueError("this verifier embeds texts: pass an embedder")
         embs = dict(zip(texts, embed(texts))) if texts else {}
-        return [self.verdict(a, embs) for a in answers]
+        return [self.verdict(a, embs, f) for a, f in zip(answers, feats)]
 
 
 def expert_row(expert: VerifierExpert, feats: dict[str, float], emb: np.ndarray | None) -> np.ndarray:
