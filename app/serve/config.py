@@ -19,7 +19,7 @@ from app.routing.artifact import Artifact
 from app.routing.controller import ControllerConfig
 from app.routing.embed import EmbedderConfig, model_id
 from app.serve.key_config import ApiKeyConfig, AuthConfig, KeyLimits  # noqa: F401  (re-exported: the keys' blocks)
-from app.serve.routing_config import RoutingConfig, project_file
+from app.serve.routing_config import ProjectFile, RoutingConfig
 from app.serve.tier_config import (  # noqa: F401  (re-exported: the tiers' blocks, from where they always were)
     CPU_ENGINE_ENV,
     PROJECT_ROOT,
@@ -189,7 +189,7 @@ class ShadowConfig(Strict):
 class AppConfig(Strict):
     """Arguments of ``app.serve.graph:build_app``."""
 
-    artifact: str | None = Field(None, description="calibration artifact; default: the shipped one")
+    artifact: ProjectFile = Field(None, description="calibration artifact; default: the shipped one")
     routing: RoutingConfig = Field(RoutingConfig(), description="route before generation, or cascade (docs/cascade.md)")
     ingress: IngressConfig = IngressConfig()
     embedder: EmbedderServeConfig = EmbedderServeConfig()
@@ -207,11 +207,6 @@ class AppConfig(Strict):
         ControllerConfig(), description="optional: hold a target tier-2 share on live traffic (off: the artifact's threshold)"
     )
     shadow: ShadowConfig = Field(ShadowConfig(), description="optional: judge a sampled share of routed requests against the other tier")
-
-    @field_validator("artifact")
-    @classmethod
-    def _artifact(cls, v: str | None) -> str | None:
-        return project_file(v, "artifact")
 
     @field_validator("tier1", "tier2", mode="before")
     @classmethod

@@ -12,9 +12,9 @@ See docs/cascade.md. No Ray here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 OPT_OUT_HEADER = "x-tierroute-cascade"  # "off": this request is routed before generation, not cascaded
@@ -30,9 +30,16 @@ def project_file(v: str | None, field: str) -> str | None:
     return str(p)
 
 
+def _project_file_field(v: str | None, info: ValidationInfo) -> str | None:
+    return project_file(v, info.field_name)
+
+
+ProjectFile = Annotated[str | None, AfterValidator(_project_file_field)]  # a file field: see project_file
+
+
 class CascadeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    verifier: str | None = Field(None, description="verifier artifact; default: the shipped one (Llama-3.1 8B -> 70B)")
+    verifier: ProjectFile = Field(None, description="verifier artifact; default: the shipped one (Llama-3.1 8B -> 70B)")
     threshold: float | None = Field(None, ge=0, le=1, description="escalate at or above this verifier score; default: the verifier's")
     direct_quantile: float = Field(
         0.9, ge=0, le=1, description="cascade_routing: a pre-generation score at or above this quantile of calibration traffic goes straight to tier 2"
@@ -50,22 +57,12 @@ class CascadeConfig(BaseModel):
         "in a sandbox and compare with tier 1's answer (docs/verifier.md#the-execution-check); off: the verifier does without"
     )
 
-    @field_validator("verifier")
-    @classmethod
-    def _verifier(cls, v: str | None) -> str | None:
-        return project_file(v, "verifier")
-
 
 class RoutingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["route", "cascade", "cascade_routing"] = Field("route", description="route, cascade or cascade_routing (docs/cascade.md)")
     cascade: CascadeConfig = CascadeConfig()
-    ladder: str | None = Field(
+    ladder: ProjectFile = Field(
         None, description="route mode: a ladder artifact (`tierroute calibrate --ladder ... --ladder-mode route`) choosing among the tiers "
         "(required for three or more; docs/ladder.md); default for two tiers: the routing artifact"
     )
-
-    @field_validator("ladder")
-    @classmethod
-    def _ladder(cls, v: str | None) -> str | None:
-        return project_file(v, "ladder")
